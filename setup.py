@@ -1,0 +1,33 @@
+"""The compiled extensions of crnn and how they are compiled; metadata is in pyproject.toml."""
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+# Set CRNN_DEBUG=1 at build time to turn bounds and initialisation checks back
+# on (slow): the directives live here, once, not in per-file headers.
+_debug = os.environ.get("CRNN_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": _debug,
+    "wraparound": False,
+    "initializedcheck": _debug,
+    "cdivision": True,
+    "nonecheck": False,
+    "embedsignature": True,
+}
+
+compile_args = [] if os.name == "nt" else ["-O3"]
+
+extensions = [
+    Extension(
+        f"crnn.{name}",
+        [f"src/crnn/{name}.pyx"],
+        extra_compile_args=compile_args,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for name in ("_elman", "_ops")
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
