@@ -38,7 +38,7 @@ so concurrent calls on the same weights are independent.
 """
 
 from cython cimport floating
-from libc.math cimport tanh, tanhf, exp, expf, log
+from libc.math cimport tanh, exp, log
 from libc.string cimport memcpy, memset
 
 from crnn cimport _blas
@@ -55,18 +55,41 @@ cpdef enum:
     LINEAR = 1
 
 
+cdef extern from "_fastmath.h" nogil:
+    float crnn_expf(float x)
+    float crnn_tanhf(float x)
+
+
+# float32 uses the vectorisable versions (within 2 ulp, see _fastmath.h);
+# float64 keeps libm, so float64 results are libm's to the last bit.
 cdef inline floating _tanh(floating v) noexcept nogil:
     if floating is float:
-        return tanhf(v)
+        return crnn_tanhf(v)
     else:
         return tanh(v)
 
 
 cdef inline floating _exp(floating v) noexcept nogil:
     if floating is float:
-        return expf(v)
+        return crnn_expf(v)
     else:
         return exp(v)
+
+
+cdef inline double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    """Σ x in double, with four independent accumulators (a serial sum waits on each add)."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t j = 0
+    while j + 4 <= n:
+        s0 += x[j]
+        s1 += x[j + 1]
+        s2 += x[j + 2]
+        s3 += x[j + 3]
+        j += 4
+    while j < n:
+        s0 += x[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 cdef void _activate(floating* a, const floating* bias, Py_ssize_t rows,
@@ -162,11 +185,9 @@ cdef void _output_rows(floating* Z, const floating* b_y, Py_ssize_t rows, Py_ssi
             for j in range(1, O):
                 if z[j] > m:
                     m = z[j]
-            s = 0
             for j in range(O):
                 z[j] = _exp(z[j] - m)
-                s += z[j]
-            s = 1 / s
+            s = <floating>(1 / _sum(z, O))
             for j in range(O):
                 z[j] *= s
 
@@ -191,11 +212,9 @@ cdef double _softmax_xent(floating* Z, const floating* b_y, const Py_ssize_t* ta
                     m = z[j]
             c = target[s * B + r]
             zc = z[c]
-            ssum = 0
             for j in range(O):
-                e = _exp(z[j] - m)
-                z[j] = e
-                ssum += e
+                z[j] = _exp(z[j] - m)
+            ssum = _sum(z, O)
             total += log(ssum) + m - zc
             e = <floating>(scale / ssum)
             for j in range(O):

@@ -20,3 +20,24 @@ def nrm2(const floating[::1] x):
     with nogil:
         out = _blas.nrm2(<int>x.shape[0], &x[0])
     return out
+
+
+cdef extern from "_fastmath.h" nogil:
+    float crnn_expf(float x)
+    float crnn_tanhf(float x)
+
+
+def _tanhf(float[::1] x):
+    """In place, the float32 tanh of the Elman kernels (for tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            x[i] = crnn_tanhf(x[i])
+
+
+def _expf(float[::1] x):
+    """In place, the float32 exp of the softmax kernels (for tests)."""
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(x.shape[0]):
+            x[i] = crnn_expf(x[i])
