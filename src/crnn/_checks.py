@@ -51,6 +51,8 @@ def choice(value, name, options):
 
 def float_dtype(value):
     """The numpy dtype for ``dtype="float32"|"float64"`` (numpy dtypes accepted)."""
+    if value is None:   # np.dtype(None) would silently mean float64
+        raise TypeError("dtype: expected 'float32' or 'float64', got None")
     try:
         dt = np.dtype(value)
     except TypeError:
@@ -104,9 +106,16 @@ def inputs(x, input_size, dtype, *, finite):
         raise ValueError(f"x: expected shape (T, B, {input_size}) (or token ids (T, B)), "
                          f"got {_shape_str(arr.shape)}")
     _check_nonempty(arr.shape, "x")
+    arr = _convert(arr, dtype)
     if finite and not _all_finite(arr):
-        raise ValueError("x: contains NaN or infinity")
-    return np.ascontiguousarray(arr, dtype=dtype), None
+        raise ValueError(f"x: contains NaN or infinity (after conversion to {dtype})")
+    return arr, None
+
+
+def _convert(arr, dtype):
+    # Checked after the conversion: a finite float64 like 1e300 becomes inf in float32.
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _check_nonempty(shape, name):
@@ -132,9 +141,10 @@ def hidden(h0, B, H, dtype, *, finite):
     arr = _as_array(h0, "h0")
     if arr.shape != (B, H):
         raise ValueError(f"h0: expected shape ({B}, {H}), got {_shape_str(arr.shape)}")
+    arr = _convert(arr, dtype)
     if finite and not _all_finite(arr):
-        raise ValueError("h0: contains NaN or infinity")
-    return np.ascontiguousarray(arr, dtype=dtype)
+        raise ValueError(f"h0: contains NaN or infinity (after conversion to {dtype})")
+    return arr
 
 
 def lengths_(lengths, T, B):
@@ -185,9 +195,10 @@ def targets(target, output, T, B, O, dtype):
     else:
         raise ValueError(f"target: expected values of shape ({T}, {B}, {O}) (one per step) "
                          f"or ({B}, {O}) (one per sequence), got {_shape_str(arr.shape)}")
+    arr = _convert(arr, dtype)
     if not _all_finite(arr):
-        raise ValueError("target: contains NaN or infinity")
-    return None, np.ascontiguousarray(arr, dtype=dtype), per_step
+        raise ValueError(f"target: contains NaN or infinity (after conversion to {dtype})")
+    return None, arr, per_step
 
 
 def params(params, shapes, dtype):

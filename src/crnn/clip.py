@@ -55,7 +55,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     max_norm : float
         Largest allowed total norm, >= 0.
     norm_type : float, default 2.0
-        Order ``p`` of the norm; ``float("inf")`` for the largest absolute value.
+        Order ``p`` > 0 of the norm; ``inf`` for the largest absolute value,
+        ``-inf`` for the smallest.
     error_if_nonfinite : bool, default False
         Raise RuntimeError when the total norm is NaN or infinite (the
         gradients are then left untouched). Otherwise they are scaled anyway
@@ -74,11 +75,7 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     """
     arrays = _arrays(grads)
     max_norm = _checks.positive_float(max_norm, "max_norm", allow_zero=True)
-    if isinstance(norm_type, (bool, np.bool_)) or not isinstance(norm_type, (int, float, np.number)):
-        raise TypeError(f"norm_type: expected a number or inf, got {norm_type!r}")
-    p = float(norm_type)
-    if not (p > 0):
-        raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type!r}")
+    p = _norm_type(norm_type)
     if not arrays:
         return 0.0
     norms = [_norm(g, p) for g in arrays]
@@ -86,6 +83,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
         total = math.nan
     elif p == math.inf:
         total = max(norms)
+    elif p == -math.inf:
+        total = min(norms)
     elif p == 2.0:
         total = math.hypot(*norms)
     else:
@@ -97,9 +96,24 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
             f"norm anyway, set `error_if_nonfinite=False`")
     coef = max_norm / (total + 1e-6)
     if not coef >= 1.0:     # also NaN: scaled anyway, as in PyTorch
-        for g in arrays:
-            g *= coef
+        with np.errstate(invalid="ignore"):     # inf·0 = NaN is the documented outcome
+            for g in arrays:
+                g *= coef
     return total
+
+
+def _norm_type(norm_type):
+    # As PyTorch: any float(norm_type) > 0, or ±inf (-inf: the smallest |value|).
+    if isinstance(norm_type, (bool, np.bool_)):
+        raise TypeError(f"norm_type: expected a number or 'inf', got {norm_type!r}")
+    try:
+        p = float(norm_type)
+    except (TypeError, ValueError):
+        raise TypeError(f"norm_type: expected a number or 'inf', got {norm_type!r}") from None
+    if not (p > 0 or p == -math.inf):
+        raise ValueError(f"norm_type: expected a positive number, inf or -inf, "
+                         f"got {norm_type!r}")
+    return p
 
 
 def clip_grad_value(grads, clip_value):
