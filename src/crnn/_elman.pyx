@@ -137,6 +137,21 @@ cdef void _scatter_tokens(floating* dW_x, const Py_ssize_t* tokens, Py_ssize_t r
             dW_x[j * D + c] += row[j]
 
 
+cdef inline void _step_product(bint backward, Py_ssize_t bt, Py_ssize_t H,
+                               const floating* V, const floating* W_h, floating beta,
+                               floating* out) noexcept nogil:
+    """out = V·W_hᵀ + beta·out (forward) or V·W_h + beta·out (backward), V (bt×H).
+
+    With one row, gemv: gemm would repack all of W_h on every step for a
+    single row's worth of work (most of the time at B = 1).
+    """
+    if bt == 1:
+        _blas.gemv(backward, <int>H, <int>H, <floating>1.0, W_h, <int>H, V, beta, out)
+    else:
+        _blas.gemm(False, not backward, <int>bt, <int>H, <int>H, <floating>1.0, V, <int>H,
+                   W_h, <int>H, beta, out, <int>H)
+
+
 cdef void _recur(floating* Hs, const floating* W_h, const floating* b_h,
                  const Py_ssize_t* batch_sizes, Py_ssize_t T, Py_ssize_t B,
                  Py_ssize_t H, int nonlin) noexcept nogil:
@@ -148,8 +163,7 @@ cdef void _recur(floating* Hs, const floating* W_h, const floating* b_h,
         bt = batch_sizes[t]
         prev = Hs + t * step
         cur = prev + step
-        _blas.gemm(False, True, <int>bt, <int>H, <int>H, <floating>1.0, prev, <int>H,
-                   W_h, <int>H, <floating>1.0, cur, <int>H)
+        _step_product(False, bt, H, prev, W_h, 1, cur)
         _activate(cur, b_h, bt, H, nonlin)
         if bt < B:
             memcpy(cur + bt * H, prev + bt * H, (B - bt) * H * sizeof(floating))
@@ -293,8 +307,7 @@ cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W
         if bt < B:
             memset(g + bt * H, 0, (B - bt) * H * sizeof(floating))
         if t > 0:
-            _blas.gemm(False, False, <int>bt, <int>H, <int>H, <floating>1.0, g, <int>H,
-                       W_h, <int>H, <floating>0.0, dh, <int>H)
+            _step_product(True, bt, H, g, W_h, 0, dh)
 
 
 def forward(const floating[:, ::1] W_x, const floating[:, ::1] W_h,
