@@ -10,6 +10,10 @@ compiled code over BLAS; this package is the small Python API around them.
 from crnn._version import __version__
 from crnn.clip import clip_grad_norm, clip_grad_value
 from crnn.model import RNN, load
-from crnn.optim import SGD
+from crnn import optim
+from crnn.optim import SGD, Adagrad, Adam, RMSprop
 
-__all__ = ["RNN", "load", "clip_grad_norm", "clip_grad_value", "SGD", "__version__"]
+__all__ = [
+    "RNN", "load", "clip_grad_norm", "clip_grad_value", "optim",
+    "SGD", "Adagrad", "RMSprop", "Adam", "__version__",
+]
