@@ -38,7 +38,7 @@ so concurrent calls on the same weights are independent.
 """
 
 from cython cimport floating
-from libc.math cimport tanh, exp, log
+from libc.math cimport tanh, exp, log, sqrt
 from libc.string cimport memcpy, memset
 
 from crnn cimport _blas
@@ -90,6 +90,14 @@ cdef inline double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
         s0 += x[j]
         j += 1
     return (s0 + s1) + (s2 + s3)
+
+
+cdef inline double _sumsq(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef double s = 0
+    cdef Py_ssize_t j
+    for j in range(n):
+        s += (<double>x[j]) * x[j]
+    return s
 
 
 cdef void _activate(floating* a, const floating* bias, Py_ssize_t rows,
@@ -276,14 +284,21 @@ cdef void _column_sums(floating* out, const floating* M, Py_ssize_t rows,
 
 cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W_h,
                 const Py_ssize_t* batch_sizes, Py_ssize_t T, Py_ssize_t B,
-                Py_ssize_t H, int nonlin, bint per_step, double* db_acc) noexcept nogil:
-    """The time loop of BPTT: G holds dHo (per_step) on entry and dA on exit."""
+                Py_ssize_t H, int nonlin, bint per_step, double* db_acc,
+                double* norms) noexcept nogil:
+    """The time loop of BPTT: G holds dHo (per_step) on entry and dA on exit.
+
+    With ``norms``, norms[t] = ‖∂L/∂h_{t+1}‖ over the running rows: a pass over
+    dh that is only made when asked for.
+    """
     cdef Py_ssize_t t, r, j, bt, step = B * H
     cdef floating v
     cdef floating* g
     cdef floating* d
     cdef const floating* h
     memset(db_acc, 0, H * sizeof(double))
+    if norms != NULL:
+        memset(norms, 0, T * sizeof(double))
     for t in range(T - 1, -1, -1):
         bt = batch_sizes[t]
         g = G + t * step
@@ -293,6 +308,8 @@ cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W
             if per_step:
                 for j in range(H):
                     d[j] += g[r * H + j]
+            if norms != NULL:
+                norms[t] += _sumsq(d, H)
             if nonlin == TANH:
                 for j in range(H):
                     v = h[r * H + j]
@@ -304,6 +321,8 @@ cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W
                     v = d[j] if h[r * H + j] > 0 else 0
                     g[r * H + j] = v
                     db_acc[j] += v
+        if norms != NULL:
+            norms[t] = sqrt(norms[t])
         if bt < B:
             memset(g + bt * H, 0, (B - bt) * H * sizeof(floating))
         if t > 0:
@@ -356,52 +375,46 @@ def loss_and_grad(const floating[:, ::1] W_x, const floating[:, ::1] W_h,
                   const floating[:, :, ::1] X, const Py_ssize_t[:, ::1] tokens,
                   const Py_ssize_t[::1] batch_sizes, int nonlin, int output,
                   const Py_ssize_t[::1] classes, const floating[::1] values,
-                  bint per_step, double scale):
+                  bint per_step, double scale, Py_ssize_t score_lo, Py_ssize_t score_hi,
+                  double[::1] hidden_norms, bint want_grads):
     """Loss, gradients and final state for whole sequences.
 
-    Targets: ``classes`` (softmax head; T·B or B ids) or ``values`` (linear
-    head; T·B·O or B·O floats), flattened in the sorted batch order, the
-    other None. ``per_step`` says whether there is a target per step or one
-    per sequence. The summed loss is multiplied by ``scale`` (1 for "sum",
-    1/count for "mean"). Returns ``(loss, (dW_x, dW_h, db_h, dW_y, db_y), h_last)``.
+    Targets: ``classes`` (softmax head) or ``values`` (linear head, flattened
+    rows of O), in the sorted batch order, the other None. With ``per_step``
+    there is a target for every (t, b) (T·B of them); otherwise one for each
+    sequence scored, rows ``score_lo <= b < score_hi`` of Hs[T] (so
+    ``score_hi − score_lo`` targets). The summed loss is multiplied by
+    ``scale`` (1 for "sum", 1/count for "mean").
+
+    ``hidden_norms`` (T,), when given, receives ‖∂L/∂h_t‖ for t = 1..T over
+    the rows running at t. Without ``want_grads`` only the loss is computed.
+
+    Returns ``(loss, (dW_x, dW_h, db_h, dW_y, db_y) or None, h_last)``.
     """
     cdef Py_ssize_t T = batch_sizes.shape[0], B = h0.shape[0]
     cdef Py_ssize_t H = W_h.shape[0], D = W_x.shape[1], O = W_y.shape[0]
-    cdef Py_ssize_t r, j, c, TB = T * B
-    cdef Py_ssize_t rows = TB if per_step else B
+    cdef Py_ssize_t j, TB = T * B
+    cdef Py_ssize_t rows = TB if per_step else score_hi - score_lo
     cdef Py_ssize_t nsteps = T if per_step else 1
+    cdef Py_ssize_t stride = B if per_step else rows
     cdef double loss
     dtype = np.float32 if floating is float else np.float64
     Hs_arr = np.empty((T + 1, B, H), dtype=dtype)
-    G_arr = np.empty((T, B, H), dtype=dtype)
-    Z_arr = np.empty((rows, O), dtype=dtype)
-    dh_arr = np.zeros((B, H), dtype=dtype)
-    acc_arr = np.empty(max(H, O), dtype=np.float64)
-    gW_x = np.empty((H, D), dtype=dtype)
-    gW_h = np.empty((H, H), dtype=dtype)
-    gb_h = np.empty(H, dtype=dtype)
-    gW_y = np.empty((O, H), dtype=dtype)
-    gb_y = np.empty(O, dtype=dtype)
+    Z_arr = np.empty((max(rows, 1), O), dtype=dtype)
     cdef floating[:, :, ::1] Hs = Hs_arr
-    cdef floating[:, :, ::1] G = G_arr
     cdef floating[:, ::1] Z = Z_arr
-    cdef floating[:, ::1] dh = dh_arr
-    cdef double[::1] acc = acc_arr
-    cdef floating[:, ::1] dW_x = gW_x
-    cdef floating[:, ::1] dW_h = gW_h
-    cdef floating[::1] db_h = gb_h
-    cdef floating[:, ::1] dW_y = gW_y
-    cdef floating[::1] db_y = gb_y
     cdef const floating* Xp = NULL
     cdef const Py_ssize_t* tp = NULL
     cdef const floating* Hout
     cdef const Py_ssize_t* counted
-    cdef Py_ssize_t all_rows = B
+    cdef double* norms = NULL
     cdef floating fscale = <floating>scale
     if tokens is None:
         Xp = &X[0, 0, 0]
     else:
         tp = &tokens[0, 0]
+    if hidden_norms is not None:
+        norms = &hidden_norms[0]
     with nogil:
         memcpy(&Hs[0, 0, 0], &h0[0, 0], B * H * sizeof(floating))
         _forward_core(Xp, tp, &W_x[0, 0], &W_h[0, 0], &b_h[0], &Hs[0, 0, 0],
@@ -412,31 +425,68 @@ def loss_and_grad(const floating[:, ::1] W_x, const floating[:, ::1] W_h,
             Hout = &Hs[1, 0, 0]
             counted = &batch_sizes[0]
         else:
-            Hout = &Hs[T, 0, 0]
-            counted = &all_rows
+            Hout = &Hs[T, score_lo, 0]
+            counted = &rows
         _blas.gemm(False, True, <int>rows, <int>O, <int>H, <floating>1.0, Hout, <int>H,
                    &W_y[0, 0], <int>H, <floating>0.0, &Z[0, 0], <int>O)
         if output == SOFTMAX:
-            loss = _softmax_xent(&Z[0, 0], &b_y[0], &classes[0], counted, nsteps, B, O, fscale)
+            loss = _softmax_xent(&Z[0, 0], &b_y[0], &classes[0] if rows else NULL, counted,
+                                 nsteps, stride, O, fscale)
         else:
-            loss = _squared_error(&Z[0, 0], &b_y[0], &values[0], counted, nsteps, B, O, fscale)
-        # Z now holds dZ.
+            loss = _squared_error(&Z[0, 0], &b_y[0], &values[0] if rows else NULL, counted,
+                                  nsteps, stride, O, fscale)
+    h_last = Hs_arr[T].copy()
+    if not want_grads:
+        return loss * scale, None, h_last
+    grads = _backward(W_x, W_h, W_y, X, tokens, batch_sizes, nonlin, per_step,
+                      score_lo, rows, Hs, Z, norms)
+    return loss * scale, grads, h_last
+
+
+cdef tuple _backward(const floating[:, ::1] W_x, const floating[:, ::1] W_h,
+                     const floating[:, ::1] W_y, const floating[:, :, ::1] X,
+                     const Py_ssize_t[:, ::1] tokens, const Py_ssize_t[::1] batch_sizes,
+                     int nonlin, bint per_step, Py_ssize_t score_lo, Py_ssize_t rows,
+                     floating[:, :, ::1] Hs, floating[:, ::1] Z, double* norms):
+    """BPTT from dZ (held in Z); returns (dW_x, dW_h, db_h, dW_y, db_y)."""
+    cdef Py_ssize_t T = batch_sizes.shape[0], B = Hs.shape[1]
+    cdef Py_ssize_t H = W_h.shape[0], D = W_x.shape[1], O = W_y.shape[0]
+    cdef Py_ssize_t j, TB = T * B
+    dtype = np.float32 if floating is float else np.float64
+    G_arr = np.empty((T, B, H), dtype=dtype)
+    dh_arr = np.zeros((B, H), dtype=dtype)
+    acc_arr = np.empty(max(H, O), dtype=np.float64)
+    gW_x = np.empty((H, D), dtype=dtype)
+    gW_h = np.empty((H, H), dtype=dtype)
+    gb_h = np.empty(H, dtype=dtype)
+    gW_y = np.empty((O, H), dtype=dtype)
+    gb_y = np.empty(O, dtype=dtype)
+    cdef floating[:, :, ::1] G = G_arr
+    cdef floating[:, ::1] dh = dh_arr
+    cdef double[::1] acc = acc_arr
+    cdef floating[:, ::1] dW_x = gW_x
+    cdef floating[:, ::1] dW_h = gW_h
+    cdef floating[::1] db_h = gb_h
+    cdef floating[:, ::1] dW_y = gW_y
+    cdef floating[::1] db_y = gb_y
+    cdef const floating* Hout = &Hs[1, 0, 0] if per_step else &Hs[T, score_lo, 0]
+    with nogil:
         _blas.gemm(True, False, <int>O, <int>H, <int>rows, <floating>1.0, &Z[0, 0], <int>O,
                    Hout, <int>H, <floating>0.0, &dW_y[0, 0], <int>H)
         _column_sums(&db_y[0], &Z[0, 0], rows, O, &acc[0])
         _blas.gemm(False, False, <int>rows, <int>H, <int>O, <floating>1.0, &Z[0, 0], <int>O,
                    &W_y[0, 0], <int>H, <floating>0.0,
-                   &G[0, 0, 0] if per_step else &dh[0, 0], <int>H)
+                   &G[0, 0, 0] if per_step else &dh[score_lo, 0], <int>H)
         _bptt(&G[0, 0, 0], &dh[0, 0], &Hs[0, 0, 0], &W_h[0, 0], &batch_sizes[0],
-              T, B, H, nonlin, per_step, &acc[0])
+              T, B, H, nonlin, per_step, &acc[0], norms)
         for j in range(H):
             db_h[j] = <floating>acc[j]
         _blas.gemm(True, False, <int>H, <int>H, <int>TB, <floating>1.0, &G[0, 0, 0], <int>H,
                    &Hs[0, 0, 0], <int>H, <floating>0.0, &dW_h[0, 0], <int>H)
-        if tp == NULL:
+        if tokens is None:
             _blas.gemm(True, False, <int>H, <int>D, <int>TB, <floating>1.0, &G[0, 0, 0],
-                       <int>H, Xp, <int>D, <floating>0.0, &dW_x[0, 0], <int>D)
+                       <int>H, &X[0, 0, 0], <int>D, <floating>0.0, &dW_x[0, 0], <int>D)
         else:
             # The transpose of the gather: scatter-add dA rows into W_x's columns.
-            _scatter_tokens(&dW_x[0, 0], tp, TB, &G[0, 0, 0], H, D)
-    return loss * scale, (gW_x, gW_h, gb_h, gW_y, gb_y), Hs_arr[T].copy()
+            _scatter_tokens(&dW_x[0, 0], &tokens[0, 0], TB, &G[0, 0, 0], H, D)
+    return (gW_x, gW_h, gb_h, gW_y, gb_y)
