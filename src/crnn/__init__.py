@@ -10,10 +10,10 @@ compiled code over BLAS; this package is the small Python API around them.
 from crnn._version import __version__
 from crnn.clip import clip_grad_norm, clip_grad_value
 from crnn.model import RNN, load
-from crnn import optim
+from crnn import callbacks, optim
 from crnn.optim import SGD, Adagrad, Adam, RMSprop
 
 __all__ = [
-    "RNN", "load", "clip_grad_norm", "clip_grad_value", "optim",
+    "RNN", "load", "clip_grad_norm", "clip_grad_value", "optim", "callbacks",
     "SGD", "Adagrad", "RMSprop", "Adam", "__version__",
 ]

@@ -9,9 +9,10 @@ import zipfile
 
 import numpy as np
 
-from crnn import _checks, _elman
-from crnn.clip import clip_grad_norm
-from crnn.optim import SGD
+from crnn import _checks, _elman, _progress
+from crnn import callbacks as _callbacks
+from crnn import optim as _optim
+from crnn.clip import clip_grad_norm, clip_grad_value
 
 __all__ = ["RNN", "load"]
 
@@ -22,9 +23,10 @@ _FORMAT = "crnn.RNN/1"
 
 
 class _Batch:
-    """Inputs checked, converted and sorted longest first for the kernels."""
+    """Inputs (and, for a data set, targets) checked, converted and sorted longest first."""
 
-    __slots__ = ("X", "tokens", "h0", "batch_sizes", "order", "lengths", "T", "B")
+    __slots__ = ("X", "tokens", "h0", "batch_sizes", "order", "lengths", "T", "B",
+                 "classes", "values", "per_step")
 
 
 class RNN:
@@ -142,21 +144,62 @@ class RNN:
         b.lengths = lens
         return b
 
-    def _targets(self, target, b):
-        classes, values, per_step = _checks.targets(
-            target, self.output, b.T, b.B, self.output_size, self.dtype)
-        if b.order is not None:
-            axis = 1 if per_step else 0
-            if classes is not None:
-                classes = np.take(classes, b.order, axis=axis)
+    def _data(self, x, target, lengths, h0=None):
+        """A whole training or validation set, checked, converted and sorted longest first."""
+        data = self._batch(x, h0, lengths, finite=True)
+        data.classes, data.values, data.per_step = _checks.targets(
+            target, self.output, data.T, data.B, self.output_size, self.dtype)
+        if data.order is not None:
+            axis = 1 if data.per_step else 0
+            if data.classes is not None:
+                data.classes = np.take(data.classes, data.order, axis=axis)
             else:
-                values = np.take(values, b.order, axis=axis)
-        if per_step:
-            count = b.T * b.B if b.lengths is None else int(b.lengths.sum())
+                data.values = np.take(data.values, data.order, axis=axis)
+        return data
+
+    def _window(self, data, idx, t0, t1, h0):
+        """Sequences ``idx`` (ascending, so still longest first) over steps [t0, t1) of ``data``.
+
+        Returns the batch and its targets ``(classes, values, per_step,
+        score_lo, score_hi, count)`` for the kernel: with one target per
+        sequence, only the sequences whose last valid step falls in the
+        window are scored, rows score_lo..score_hi-1 (contiguous, since the
+        rows are sorted by length); count is the number of scored items.
+        """
+        whole = idx is None
+        b = _Batch()
+        b.T, b.B = t1 - t0, data.B if whole else len(idx)
+        b.order, b.h0 = None, h0
+
+        def pick(arr, axis):
+            if arr is None:
+                return None
+            if axis == 1:
+                arr = arr[t0:t1] if (t0, t1) != (0, data.T) else arr
+            return arr if whole else np.take(arr, idx, axis=axis)
+
+        b.X, b.tokens = pick(data.X, 1), pick(data.tokens, 1)
+        if data.lengths is None:
+            b.lengths = None
+            b.batch_sizes = np.full(b.T, b.B, dtype=np.intp)
+            lo, hi = 0, (b.B if t1 == data.T else 0)
+            count = b.T * b.B if data.per_step else hi
         else:
-            count = b.B
-        return (None if classes is None else classes.reshape(-1),
-                None if values is None else values.reshape(-1), per_step, count)
+            L = data.lengths if whole else data.lengths[idx]
+            b.lengths = np.clip(L - t0, 0, b.T)      # steps of each sequence in this window
+            b.batch_sizes = (b.B - np.cumsum(np.bincount(b.lengths, minlength=b.T + 1)[:b.T])
+                             ).astype(np.intp)
+            lo, hi = int(np.count_nonzero(L > t1)), int(np.count_nonzero(L > t0))
+            count = int(b.lengths.sum()) if data.per_step else hi - lo
+        if data.per_step:
+            classes, values = pick(data.classes, 1), pick(data.values, 1)
+        else:
+            classes, values = pick(data.classes, 0), pick(data.values, 0)
+            classes = None if classes is None else classes[lo:hi]
+            values = None if values is None else values[lo:hi]
+        return b, (None if classes is None else classes.reshape(-1),
+                   None if values is None else values.reshape(-1),
+                   data.per_step, lo, hi, count)
 
     @staticmethod
     def _unsort(arr, order, axis):
@@ -203,7 +246,90 @@ class RNN:
         """
         return self.forward(x, lengths=lengths)[0]
 
-    def loss_and_grad(self, x, target, h0=None, lengths=None, reduction="mean"):
+    def step(self, x_t, h=None):
+        """Advance the network by one time step (streaming inference).
+
+        Parameters
+        ----------
+        x_t : array (B, D) of floats, or (B,) of integer token ids
+        h : array (B, H), optional
+            The state before the step; zeros when omitted.
+
+        Returns
+        -------
+        y_t : ndarray (B, O)
+            The outputs at this step (probabilities or values).
+        h : ndarray (B, H)
+            The state after it, to pass to the next call.
+
+        ``y_t, h = model.step(x_t, h)`` over t gives the same outputs as one
+        ``forward`` over the whole sequence.
+        """
+        x_t = _checks._as_array(x_t, "x_t")
+        y, h = self.forward(x_t[None], h0=h)
+        return y[0], h
+
+    def generate(self, length, *, prime=None, temperature=1.0, seed=None):
+        """Sample a sequence of token ids, feeding each sample back as the next input.
+
+        For a softmax model over a vocabulary, with ``input_size ==
+        output_size`` (e.g. a character model).
+
+        Parameters
+        ----------
+        length : int
+            How many new tokens to sample.
+        prime : sequence of int, optional
+            Token ids fed first, to set the state; not part of the result.
+            When omitted, the first input is drawn uniformly at random.
+        temperature : float, default 1.0
+            Sampling from softmax(z / temperature): lower is more
+            conservative, higher more varied.
+        seed : int or numpy Generator, optional
+            The same seed gives the same sequence.
+
+        Returns
+        -------
+        tokens : ndarray (length,) of int
+        """
+        if self.output != "softmax" or self.input_size != self.output_size:
+            raise ValueError(f"generate: needs a softmax model with input_size == output_size, "
+                             f"got output={self.output!r}, input_size={self.input_size}, "
+                             f"output_size={self.output_size}")
+        length = _checks.positive_int(length, "length")
+        temperature = _checks.positive_float(temperature, "temperature")
+        rng = np.random.default_rng(seed)
+        V = self.output_size
+        if prime is None:
+            prime = rng.integers(V, size=1)
+        prime = _checks._as_array(prime, "prime")
+        if prime.dtype.kind not in "iu" or prime.ndim != 1 or prime.size == 0:
+            raise ValueError(f"prime: expected a non-empty 1-D sequence of token ids, got "
+                             f"{prime.dtype} array of shape {prime.shape}")
+        W = self._weights()
+        nl, out = _NONLINEARITIES[self.nonlinearity], _OUTPUTS[self.output]
+        _, tokens = _checks.inputs(prime[:, None], V, self.dtype, finite=False)
+        h = np.zeros((1, self.hidden_size), dtype=self.dtype)
+        one_step = np.ones(1, dtype=np.intp)
+        result = np.empty(length, dtype=np.intp)
+        y, h = _elman.forward(*W, h, None, tokens, np.ones(len(tokens), dtype=np.intp), nl, out)
+        p = y[-1, 0].astype(np.float64)
+        for i in range(length):
+            if temperature != 1.0:
+                # softmax(z / τ) from softmax(z): p^(1/τ), renormalised (log-space, stably)
+                logp = np.log(np.maximum(p, np.finfo(np.float64).tiny)) / temperature
+                p = np.exp(logp - logp.max())
+            cdf = np.cumsum(p)
+            token = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), V - 1)
+            result[i] = token
+            if i + 1 < length:
+                y, h = _elman.forward(*W, h, None, np.array([[token]], dtype=np.intp),
+                                      one_step, nl, out)
+                p = y[0, 0].astype(np.float64)
+        return result
+
+    def loss_and_grad(self, x, target, h0=None, lengths=None, reduction="mean",
+                      return_hidden_grads=False):
         """The loss and its gradient with respect to every parameter (BPTT).
 
         Parameters
@@ -218,6 +344,10 @@ class RNN:
         reduction : {"mean", "sum"}, default "mean"
             "sum": L, the total over every counted (t, b) item; "mean": L
             divided by the number of counted items.
+        return_hidden_grads : bool, default False
+            Also return ‖∂L/∂h_t‖ for t = 1..T: how much gradient reaches
+            each step, the view of vanishing and exploding gradients. Computed
+            inside the backward loop, with no extra matrix product.
 
         Returns
         -------
@@ -226,6 +356,8 @@ class RNN:
             ∂loss/∂W with the same keys, shapes and dtype as ``params``.
         h_last : ndarray (B, H)
             Each sequence's state after its last valid step.
+        hidden_grads : ndarray (T,), only with ``return_hidden_grads``
+            ‖∂L/∂h_t‖ (Frobenius norm over the sequences still running at t).
 
         The per-item loss is −log softmax(z)[target] (softmax head) or
         ½‖z − target‖² (linear head), with z = W_y h_t + b_y. NaN or infinite
@@ -233,105 +365,191 @@ class RNN:
         """
         reduction = _checks.choice(reduction, "reduction", ("mean", "sum"))
         W = self._weights()
-        b = self._batch(x, h0, lengths, finite=True)
-        classes, values, per_step, count = self._targets(target, b)
-        return self._loss_and_grad(W, b, classes, values, per_step,
-                                   1.0 / count if reduction == "mean" else 1.0)
+        data = self._data(x, target, lengths, h0=h0)
+        b, tg = self._window(data, None, 0, data.T, data.h0)
+        loss, grads, h_last, norms = self._run(W, b, tg, reduction == "mean",
+                                               hidden=bool(return_hidden_grads))
+        h_last = self._unsort(h_last, data.order, 0)
+        if return_hidden_grads:
+            return loss, grads, h_last, norms
+        return loss, grads, h_last
 
-    def _loss_and_grad(self, W, b, classes, values, per_step, scale):
+    def _run(self, W, b, targets, mean, *, hidden=False, want_grads=True):
+        """One call of the compiled loss (and BPTT) on a prepared window."""
+        classes, values, per_step, lo, hi, count = targets
+        norms = np.empty(b.T) if hidden else None
         loss, grads, h_last = _elman.loss_and_grad(
             *W, b.h0, b.X, b.tokens, b.batch_sizes, _NONLINEARITIES[self.nonlinearity],
-            _OUTPUTS[self.output], classes, values, per_step, scale)
-        return loss, dict(zip(_KEYS, grads)), self._unsort(h_last, b.order, 0)
+            _OUTPUTS[self.output], classes, values, per_step,
+            1.0 / count if mean and count else 1.0, lo, hi, norms, want_grads)
+        return loss, None if grads is None else dict(zip(_KEYS, grads)), h_last, norms
 
     # -- training -------------------------------------------------------------------
 
-    def fit(self, x, target, *, epochs=1, batch_size=32, lr=0.01, clip_norm=None,
-            lengths=None, shuffle=True, seed=None, verbose=1):
-        """Train with mini-batch SGD over the batch axis; return the history.
+    def fit(self, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
+            clip_norm=None, clip_value=None, lengths=None, validation_data=None, bptt=None,
+            callbacks=(), shuffle=True, seed=None, verbose=1):
+        """Train on mini-batches of sequences; return the history.
 
         Parameters
         ----------
         x : array (T, N, D) of floats, or (T, N) of integer token ids
-            N sequences, split into mini-batches of ``batch_size``.
+            N sequences, split into mini-batches of ``batch_size`` along N.
         target : array
             As for :meth:`loss_and_grad` with B = N: (T, N) or (N,) classes,
             (T, N, O) or (N, O) values.
         epochs : int, default 1
         batch_size : int, default 32
+        optimizer : str or crnn.optim.Optimizer, default "sgd"
+            "sgd", "momentum" (SGD with momentum 0.9), "adagrad", "rmsprop",
+            "adam", or an optimizer built on this model's ``params``.
         lr : float, default 0.01
-            SGD learning rate.
+            Learning rate of an optimizer given by name.
         clip_norm : float, optional
-            Clip each step's gradients to this total 2-norm
-            (:func:`crnn.clip_grad_norm`).
+            Clip each step's gradients to this total 2-norm (:func:`crnn.clip_grad_norm`).
+        clip_value : float, optional
+            Clamp each gradient to [−clip_value, clip_value] (before clip_norm).
         lengths : array (N,) of int, optional
+        validation_data : tuple, optional
+            ``(x_val, target_val)`` or ``(x_val, target_val, lengths_val)``,
+            evaluated after each epoch.
+        bptt : int, optional
+            Truncated BPTT: each mini-batch is cut into windows of ``bptt``
+            steps, one optimizer step per window; the hidden state passes
+            from window to window but gradients stop at the boundaries, so
+            memory is O(bptt·B·H) whatever T is.
+        callbacks : sequence of crnn.callbacks.Callback
+            E.g. ``[crnn.callbacks.EarlyStopping(patience=3)]``.
         shuffle : bool, default True
             Shuffle the sequences before each epoch.
         seed : int, optional
             Seed of the shuffling.
         verbose : int, default 1
-            0 prints nothing; 1 prints one line per epoch.
+            0 prints nothing; 1 a progress bar (tqdm when installed) and a
+            line per epoch; 2 a line per epoch.
 
         Returns
         -------
-        history : dict
-            ``"loss"``: the mean training loss of each epoch.
+        history : dict of lists, one value per epoch
+            ``"loss"`` (mean training loss); with validation data
+            ``"val_loss"``, and ``"val_accuracy"`` for the softmax head.
 
-        If a step meets a non-finite loss or gradient, or anything else fails,
-        FloatingPointError (or the original error) is raised and ``params``
-        are restored to what they were before the call.
+        If a step meets a non-finite loss or gradient, or anything else fails
+        (including an interrupt), FloatingPointError (or the original error)
+        is raised and ``params`` are restored to what they were before the call.
         """
         epochs = _checks.positive_int(epochs, "epochs")
         batch_size = _checks.positive_int(batch_size, "batch_size")
-        lr = _checks.positive_float(lr, "lr")
         clip_norm = _checks.positive_float(clip_norm, "clip_norm", allow_none=True)
+        clip_value = _checks.positive_float(clip_value, "clip_value", allow_none=True)
+        bptt = None if bptt is None else _checks.positive_int(bptt, "bptt")
         verbose = _verbosity(verbose)
+        callbacks = _callbacks.check(callbacks)
         W = self._weights()
-        data = self._batch(x, None, lengths, finite=True)
-        classes, values, per_step, _ = self._targets(target, data)
-        N, T, O = data.B, data.T, self.output_size
+        optimizer = _optim.get(optimizer, self.params, _checks.positive_float(lr, "lr"))
+        if optimizer.params is not self.params:
+            raise ValueError("optimizer: must be built on this model's params "
+                             "(e.g. crnn.Adam(model.params))")
+        data = self._data(x, target, lengths)
+        val = None if validation_data is None else self._validation(validation_data)
         rng = np.random.default_rng(seed)
         snapshot = [w.copy() for w in W]
-        optimizer = SGD(self.params, lr)
         history = {"loss": []}
+        if val is not None:
+            history["val_loss"] = []
+            if self.output == "softmax":
+                history["val_accuracy"] = []
+        window = data.T if bptt is None else bptt
+        steps_per_epoch = -(-data.B // batch_size) * -(-data.T // window)
         try:
+            for cb in callbacks:
+                cb.on_train_begin(self)
             for epoch in range(epochs):
-                start = time.perf_counter()
-                order = rng.permutation(N) if shuffle else np.arange(N)
+                progress = _progress.Bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}",
+                                         enabled=verbose == 1)
+                order = rng.permutation(data.B) if shuffle else np.arange(data.B)
                 total, count = 0.0, 0
-                for lo in range(0, N, batch_size):
-                    idx = np.sort(order[lo:lo + batch_size]) if data.lengths is not None \
-                        else order[lo:lo + batch_size]
-                    b = _subset(data, idx)
-                    if per_step:
-                        cb = None if classes is None else classes.reshape(T, N)[:, idx].reshape(-1)
-                        vb = None if values is None else values.reshape(T, N, O)[:, idx].reshape(-1)
-                    else:
-                        cb = None if classes is None else classes[idx]
-                        vb = None if values is None else values.reshape(N, O)[idx].reshape(-1)
-                    n = (b.T * b.B if b.lengths is None else int(b.lengths.sum())) \
-                        if per_step else b.B
-                    loss, grads, _ = self._loss_and_grad(self._weights(), b, cb, vb,
-                                                         per_step, 1.0 / n)
-                    if not np.isfinite(loss) or not all(map(_checks._all_finite, grads.values())):
-                        raise FloatingPointError(
-                            f"fit: non-finite loss or gradient at epoch {epoch + 1}, "
-                            f"sequences {lo}..{lo + len(idx) - 1} (loss = {loss}); parameters "
-                            f"restored. Lower lr or set clip_norm.")
-                    if clip_norm is not None:
-                        clip_grad_norm(grads, clip_norm)
-                    optimizer.step(grads)
-                    total += loss * n
-                    count += n
-                history["loss"].append(total / count)
+                for lo in range(0, data.B, batch_size):
+                    idx = np.sort(order[lo:lo + batch_size])
+                    h = np.zeros((len(idx), self.hidden_size), dtype=self.dtype)
+                    for t0 in range(0, data.T, window):
+                        b, tg = self._window(data, idx, t0, min(t0 + window, data.T), h)
+                        if not b.batch_sizes[0]:
+                            break       # every sequence of the batch has ended
+                        n = tg[-1]
+                        loss, grads, h, _ = self._run(self._weights(), b, tg, True,
+                                                      want_grads=n > 0)
+                        if n:
+                            self._apply(grads, loss, optimizer, clip_norm, clip_value, epoch)
+                            total += loss * n
+                            count += n
+                        progress.update(total / max(count, 1))
+                logs = {"loss": total / max(count, 1)}
+                if val is not None:
+                    logs.update(self._evaluate(val))
+                for key, value in logs.items():
+                    history[key].append(value)
+                progress.close()
                 if verbose:
-                    print(f"epoch {epoch + 1}/{epochs}  loss {total / count:.6g}  "
-                          f"({time.perf_counter() - start:.2f} s)", file=sys.stdout, flush=True)
+                    print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(
+                        f"{k} {v:.4g}" for k, v in logs.items()) +
+                        f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
+                if any([bool(cb.on_epoch_end(self, epoch, history)) for cb in callbacks]):
+                    break
+            for cb in callbacks:
+                cb.on_train_end(self)
         except BaseException:
             for w, saved in zip(self._weights_unchecked(), snapshot):
                 w[...] = saved
             raise
         return history
+
+    def _apply(self, grads, loss, optimizer, clip_norm, clip_value, epoch):
+        """Clip and apply one step's gradients, refusing non-finite ones."""
+        if not np.isfinite(loss) or not all(map(_checks._all_finite, grads.values())):
+            raise FloatingPointError(
+                f"fit: non-finite loss or gradient in epoch {epoch + 1} (loss = {loss}); "
+                f"parameters restored. Lower lr, or set clip_norm.")
+        if clip_value is not None:
+            clip_grad_value(grads, clip_value)
+        if clip_norm is not None:
+            clip_grad_norm(grads, clip_norm)
+        optimizer.step(grads)
+
+    def _validation(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data: expected (x_val, target_val) or "
+                            "(x_val, target_val, lengths_val)")
+        x_val, target_val, *lengths_val = validation_data
+        return self._data(x_val, target_val, lengths_val[0] if lengths_val else None)
+
+    def _evaluate(self, data, chunk=1024):
+        """Mean loss (and accuracy, softmax head) over a prepared data set."""
+        W = self._weights()
+        nl, out = _NONLINEARITIES[self.nonlinearity], _OUTPUTS[self.output]
+        total, count, correct = 0.0, 0, 0
+        for lo in range(0, data.B, chunk):
+            idx = np.arange(lo, min(lo + chunk, data.B))
+            h = np.zeros((len(idx), self.hidden_size), dtype=self.dtype)
+            b, tg = self._window(data, idx, 0, data.T, h)
+            loss, _, _, _ = self._run(W, b, tg, False, want_grads=False)
+            total, count = total + loss, count + tg[-1]
+            if self.output == "softmax":
+                y, _ = _elman.forward(*W, h, b.X, b.tokens, b.batch_sizes, nl, out)
+                classes = tg[0]
+                if data.per_step:
+                    hit = y.argmax(-1) == classes.reshape(b.T, b.B)
+                    valid = np.arange(b.T)[:, None] < (b.lengths if b.lengths is not None
+                                                       else b.T)
+                    correct += int(np.count_nonzero(hit & valid))
+                else:
+                    last = (b.lengths - 1) if b.lengths is not None else np.full(b.B, b.T - 1)
+                    correct += int(np.count_nonzero(
+                        y[last, np.arange(b.B)].argmax(-1) == classes))
+        logs = {"val_loss": total / count}
+        if self.output == "softmax":
+            logs["val_accuracy"] = correct / count
+        return logs
 
     def _weights_unchecked(self):
         return [self.params[k] for k in _KEYS]
@@ -371,24 +589,6 @@ def _verbosity(verbose):
     if not isinstance(verbose, (int, np.integer)) or verbose < 0:
         raise ValueError(f"verbose: expected 0 (silent) or 1 (a line per epoch), got {verbose!r}")
     return int(verbose)
-
-
-def _subset(data, idx):
-    """The mini-batch of sequences ``idx`` (sorted indices keep the length order)."""
-    b = _Batch()
-    b.T, b.B = data.T, len(idx)
-    b.X = None if data.X is None else np.take(data.X, idx, axis=1)
-    b.tokens = None if data.tokens is None else np.take(data.tokens, idx, axis=1)
-    b.h0 = np.zeros((b.B, data.h0.shape[1]), dtype=data.h0.dtype)
-    b.order = None
-    if data.lengths is None:
-        b.lengths = None
-        b.batch_sizes = np.full(b.T, b.B, dtype=np.intp)
-    else:
-        b.lengths = data.lengths[idx]
-        b.batch_sizes = (b.B - np.cumsum(np.bincount(b.lengths, minlength=b.T + 1)[:b.T])
-                         ).astype(np.intp)
-    return b
 
 
 def load(path):
