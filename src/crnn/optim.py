@@ -75,7 +75,11 @@ class Optimizer:
         out = []
         for k in keys:
             p = self.params[k]
-            g = np.asarray(grads[k])
+            try:
+                g = np.asarray(grads[k])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"grads[{k!r}]: expected an array of shape {p.shape}, "
+                                f"could not convert it: {exc}") from None
             if g.shape != p.shape:
                 raise ValueError(f"grads[{k!r}]: expected shape {p.shape}, got {g.shape}")
             if g.dtype.kind != "f":
@@ -125,8 +129,9 @@ class Optimizer:
                              f"{sorted(self._hyperparameters())}, got {sorted(hyper)}")
         state = {}
         keys = set(self._keys())
+        expected = set(self._buffer_names(hyper))
         for k, buffers in state_dict["state"].items():
-            if k not in keys or set(buffers) != set(self._buffers):
+            if k not in keys or set(buffers) != expected:
                 raise ValueError(f"state_dict: unexpected state for parameter {k!r}")
             p = self.params[k]
             state[k] = {}
@@ -138,8 +143,13 @@ class Optimizer:
                 state[k][n] = np.array(b, dtype=p.dtype).reshape(-1)
         for name, value in hyper.items():
             setattr(self, name, value)
+        self._buffers = self._buffer_names(hyper)
         self.step_count = int(state_dict["step_count"])
         self.state = state
+
+    def _buffer_names(self, hyper):
+        """The per-parameter buffers that the hyperparameters ``hyper`` call for."""
+        return type(self)._buffers
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters().items())
@@ -191,7 +201,10 @@ class SGD(Optimizer):
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov: requires momentum > 0 and dampening = 0, "
                              f"got momentum={self.momentum}, dampening={self.dampening}")
-        self._buffers = ("momentum_buffer",) if self.momentum else ()
+        self._buffers = self._buffer_names(self._hyperparameters())
+
+    def _buffer_names(self, hyper):
+        return ("momentum_buffer",) if hyper["momentum"] else ()
 
     def _hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
@@ -203,10 +216,6 @@ class SGD(Optimizer):
             return
         _ops.sgd_update(p, g, state.get("momentum_buffer", p[:1]), self.lr, self.momentum,
                         self.dampening, self.weight_decay, self.nesterov, first)
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        self._buffers = ("momentum_buffer",) if self.momentum else ()
 
 
 class Adagrad(Optimizer):
@@ -275,11 +284,11 @@ class RMSprop(Optimizer):
         self.weight_decay = _rate(weight_decay, "weight_decay")
         self.momentum = _rate(momentum, "momentum")
         self.centered = bool(centered)
-        self._set_buffers()
+        self._buffers = self._buffer_names(self._hyperparameters())
 
-    def _set_buffers(self):
-        self._buffers = ("square_avg",) + (("grad_avg",) if self.centered else ()) + \
-            (("momentum_buffer",) if self.momentum else ())
+    def _buffer_names(self, hyper):
+        return ("square_avg",) + (("grad_avg",) if hyper["centered"] else ()) + \
+            (("momentum_buffer",) if hyper["momentum"] else ())
 
     def _hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
@@ -291,10 +300,6 @@ class RMSprop(Optimizer):
         _ops.rmsprop_update(p, g, sq, state.get("grad_avg", sq[:1]),
                             state.get("momentum_buffer", sq[:1]), self.lr, self.alpha,
                             self.eps, self.weight_decay, self.momentum, self.centered)
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        self._set_buffers()
 
 
 class Adam(Optimizer):
