@@ -117,80 +117,77 @@ class RNN:
         _checks.params(self.params, self._shapes(), self.dtype)
         return [self.params[k] for k in _KEYS]
 
-    def _batch(self, x, h0, lengths, *, finite):
+    def _batch(self, x, h0, lengths, *, finite, target=None):
+        """Inputs (and targets, when given) checked and converted, in the caller's order."""
         b = _Batch()
         b.X, b.tokens = _checks.inputs(x, self.input_size, self.dtype, finite=finite)
         b.T, b.B = (b.X if b.X is not None else b.tokens).shape[:2]
         _checks.check_sizes(b.T, b.B, self.input_size, self.hidden_size, self.output_size)
         b.h0 = _checks.hidden(h0, b.B, self.hidden_size, self.dtype, finite=finite)
-        lens = _checks.lengths_(lengths, b.T, b.B)
-        b.order = None
-        if lens is None:
-            b.batch_sizes = np.full(b.T, b.B, dtype=np.intp)
-        else:
-            if np.any(lens[1:] > lens[:-1]):
-                # The kernels want the longest sequences first, so that the
-                # rows still running at step t are the first batch_sizes[t].
-                b.order = np.argsort(-lens, kind="stable")
-                lens = lens[b.order]
-                if b.X is not None:
-                    b.X = np.take(b.X, b.order, axis=1)
-                else:
-                    b.tokens = np.take(b.tokens, b.order, axis=1)
-                b.h0 = b.h0[b.order]
-            # batch_sizes[t] = number of sequences with length > t
-            b.batch_sizes = b.B - np.cumsum(np.bincount(lens, minlength=b.T + 1)[:b.T])
-            b.batch_sizes = b.batch_sizes.astype(np.intp)
-        b.lengths = lens
+        b.lengths = _checks.lengths_(lengths, b.T, b.B)
+        b.order = b.batch_sizes = None
+        b.classes = b.values = b.per_step = None
+        if target is not None:
+            b.classes, b.values, b.per_step = _checks.targets(
+                target, self.output, b.T, b.B, self.output_size, self.dtype)
         return b
 
     def _data(self, x, target, lengths, h0=None):
-        """A whole training or validation set, checked, converted and sorted longest first."""
-        data = self._batch(x, h0, lengths, finite=True)
-        data.classes, data.values, data.per_step = _checks.targets(
-            target, self.output, data.T, data.B, self.output_size, self.dtype)
-        if data.order is not None:
-            axis = 1 if data.per_step else 0
-            if data.classes is not None:
-                data.classes = np.take(data.classes, data.order, axis=axis)
-            else:
-                data.values = np.take(data.values, data.order, axis=axis)
-        return data
+        """A whole training or validation set, checked and converted once."""
+        return self._batch(x, h0, lengths, finite=True, target=target)
 
     def _window(self, data, idx, t0, t1, h0):
-        """Sequences ``idx`` (ascending, so still longest first) over steps [t0, t1) of ``data``.
+        """Sequences ``idx`` (all when None) over steps [t0, t1) of ``data``, for the kernels.
+
+        The kernels want the longest sequences first, so that the rows still
+        running at step t are the first ``batch_sizes[t]``: the rows are
+        sorted here, per call (``b.order``, None when already sorted).
+        ``h0`` is in the order of ``idx``; the kernels' ``h_last`` comes back
+        sorted (undo with :meth:`_unsort`). Only the rows of this window are
+        copied, so memory follows the window, not the data set.
 
         Returns the batch and its targets ``(classes, values, per_step,
-        score_lo, score_hi, count)`` for the kernel: with one target per
-        sequence, only the sequences whose last valid step falls in the
+        score_lo, score_hi, count)`` (None without targets): with one target
+        per sequence, only the sequences whose last valid step falls in the
         window are scored, rows score_lo..score_hi-1 (contiguous, since the
         rows are sorted by length); count is the number of scored items.
         """
-        whole = idx is None
         b = _Batch()
-        b.T, b.B = t1 - t0, data.B if whole else len(idx)
-        b.order, b.h0 = None, h0
+        b.T, b.order = t1 - t0, None
+        L = None
+        if data.lengths is not None:
+            L = data.lengths if idx is None else data.lengths[idx]
+            if np.any(L[1:] > L[:-1]):
+                order = np.argsort(-L, kind="stable")
+                L = L[order]
+                idx = order if idx is None else idx[order]
+                b.order = order
+        whole = idx is None
+        b.B = data.B if whole else len(idx)
+        b.h0 = h0 if b.order is None else h0[b.order]
 
         def pick(arr, axis):
             if arr is None:
                 return None
-            if axis == 1:
-                arr = arr[t0:t1] if (t0, t1) != (0, data.T) else arr
+            if axis == 1 and (t0, t1) != (0, data.T):
+                arr = arr[t0:t1]
             return arr if whole else np.take(arr, idx, axis=axis)
 
         b.X, b.tokens = pick(data.X, 1), pick(data.tokens, 1)
-        if data.lengths is None:
+        if L is None:
             b.lengths = None
             b.batch_sizes = np.full(b.T, b.B, dtype=np.intp)
             lo, hi = 0, (b.B if t1 == data.T else 0)
             count = b.T * b.B if data.per_step else hi
         else:
-            L = data.lengths if whole else data.lengths[idx]
             b.lengths = np.clip(L - t0, 0, b.T)      # steps of each sequence in this window
+            # batch_sizes[t] = number of sequences with more than t steps here
             b.batch_sizes = (b.B - np.cumsum(np.bincount(b.lengths, minlength=b.T + 1)[:b.T])
                              ).astype(np.intp)
             lo, hi = int(np.count_nonzero(L > t1)), int(np.count_nonzero(L > t0))
             count = int(b.lengths.sum()) if data.per_step else hi - lo
+        if data.per_step is None:
+            return b, None
         if data.per_step:
             classes, values = pick(data.classes, 1), pick(data.values, 1)
         else:
@@ -233,7 +230,8 @@ class RNN:
         NaN or infinite inputs are not refused here: they propagate.
         """
         W = self._weights()
-        b = self._batch(x, h0, lengths, finite=False)
+        data = self._batch(x, h0, lengths, finite=False)
+        b, _ = self._window(data, None, 0, data.T, data.h0)
         y, h_last = _elman.forward(*W, b.h0, b.X, b.tokens, b.batch_sizes,
                                    _NONLINEARITIES[self.nonlinearity], _OUTPUTS[self.output])
         return self._unsort(y, b.order, 1), self._unsort(h_last, b.order, 0)
@@ -266,6 +264,15 @@ class RNN:
         ``forward`` over the whole sequence.
         """
         x_t = _checks._as_array(x_t, "x_t")
+        D = self.input_size
+        if not (x_t.ndim == 1 and x_t.dtype.kind in "iu" or x_t.ndim == 2 and x_t.shape[1] == D):
+            raise ValueError(f"x_t: expected floats of shape (B, {D}) or token ids of shape "
+                             f"(B,), got {x_t.dtype} array of shape {x_t.shape}")
+        if h is not None:
+            h = _checks._as_array(h, "h")
+            if h.shape != (x_t.shape[0], self.hidden_size):
+                raise ValueError(f"h: expected shape ({x_t.shape[0]}, {self.hidden_size}), "
+                                 f"got {h.shape}")
         y, h = self.forward(x_t[None], h0=h)
         return y[0], h
 
@@ -306,6 +313,9 @@ class RNN:
         if prime.dtype.kind not in "iu" or prime.ndim != 1 or prime.size == 0:
             raise ValueError(f"prime: expected a non-empty 1-D sequence of token ids, got "
                              f"{prime.dtype} array of shape {prime.shape}")
+        if prime.min() < 0 or prime.max() >= V:
+            raise ValueError(f"prime: token ids must lie in [0, {V}), "
+                             f"got values in [{prime.min()}, {prime.max()}]")
         W = self._weights()
         nl, out = _NONLINEARITIES[self.nonlinearity], _OUTPUTS[self.output]
         _, tokens = _checks.inputs(prime[:, None], V, self.dtype, finite=False)
@@ -369,7 +379,7 @@ class RNN:
         b, tg = self._window(data, None, 0, data.T, data.h0)
         loss, grads, h_last, norms = self._run(W, b, tg, reduction == "mean",
                                                hidden=bool(return_hidden_grads))
-        h_last = self._unsort(h_last, data.order, 0)
+        h_last = self._unsort(h_last, b.order, 0)
         if return_hidden_grads:
             return loss, grads, h_last, norms
         return loss, grads, h_last
@@ -454,6 +464,8 @@ class RNN:
         val = None if validation_data is None else self._validation(validation_data)
         rng = np.random.default_rng(seed)
         snapshot = [w.copy() for w in W]
+        # A caller's optimizer is put back too, so that a failed fit changes nothing.
+        saved_optimizer = optimizer.state_dict()
         history = {"loss": []}
         if val is not None:
             history["val_loss"] = []
@@ -470,7 +482,7 @@ class RNN:
                 order = rng.permutation(data.B) if shuffle else np.arange(data.B)
                 total, count = 0.0, 0
                 for lo in range(0, data.B, batch_size):
-                    idx = np.sort(order[lo:lo + batch_size])
+                    idx = order[lo:lo + batch_size]
                     h = np.zeros((len(idx), self.hidden_size), dtype=self.dtype)
                     for t0 in range(0, data.T, window):
                         b, tg = self._window(data, idx, t0, min(t0 + window, data.T), h)
@@ -479,6 +491,7 @@ class RNN:
                         n = tg[-1]
                         loss, grads, h, _ = self._run(self._weights(), b, tg, True,
                                                       want_grads=n > 0)
+                        h = self._unsort(h, b.order, 0)
                         if n:
                             self._apply(grads, loss, optimizer, clip_norm, clip_value, epoch)
                             total += loss * n
@@ -501,6 +514,7 @@ class RNN:
         except BaseException:
             for w, saved in zip(self._weights_unchecked(), snapshot):
                 w[...] = saved
+            optimizer.load_state_dict(saved_optimizer)
             raise
         return history
 
@@ -586,8 +600,9 @@ class RNN:
 def _verbosity(verbose):
     if isinstance(verbose, (bool, np.bool_)):
         return int(verbose)
-    if not isinstance(verbose, (int, np.integer)) or verbose < 0:
-        raise ValueError(f"verbose: expected 0 (silent) or 1 (a line per epoch), got {verbose!r}")
+    if not isinstance(verbose, (int, np.integer)) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose: expected 0 (silent), 1 (a progress bar and a line per "
+                         f"epoch) or 2 (a line per epoch), got {verbose!r}")
     return int(verbose)
 
 
