@@ -3,8 +3,7 @@
 import json
 import os
 import sys
-import tempfile
-import time
+import uuid
 import zipfile
 
 import numpy as np
@@ -584,8 +583,11 @@ class RNN:
         """
         W = self._weights()
         path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".crnn-", suffix=".npz.tmp")
+        folder, name = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+        # os.open with 0o666 honours the umask, as open() would (mkstemp makes 0600 files).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, config=np.array(json.dumps(self._config())),
@@ -617,6 +619,10 @@ def load(path):
         The file is not a crnn model file, or is corrupt.
     """
     path = os.fspath(path)
+    with open(path, "rb") as f:     # OSError when missing or unreadable
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"path: {path!r} is not a crnn model file (not an .npz archive)")
     try:
         f = np.load(path, allow_pickle=False)
         if not isinstance(f, np.lib.npyio.NpzFile):
