@@ -1,0 +1,464 @@
+"""The ``crnn`` command: train a character-level model, sample from it, run the benchmarks.
+
+::
+
+    crnn train [TEXT_FILE] [--steps N] [--hidden H] [--seq-len T] [--batch B] [--lr LR]
+               [--clip C] [--out PATH] [--seed S] [--log-every K] [--sample-every K]
+               [--checkpoint-every K]
+    crnn sample MODEL [--length N] [--temperature T] [--prime TEXT] [--seed S]
+    crnn bench [ARGS ...]
+
+``python -m crnn`` is the same command. A mistake the user can fix — a bad
+argument, a missing, unreadable or corrupt file, a prime the model cannot
+encode — prints one line on stderr and exits with status 2 (usage) or 1
+(anything else), never a traceback. Ctrl-C exits with status 130; during
+training it first saves the model.
+
+A model saved by ``crnn train`` is an ordinary :meth:`crnn.RNN.save` file
+with one extra entry, ``vocab`` (the characters of the token ids, as JSON),
+so ``crnn.load`` reads it like any other model.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from crnn import _corpus
+from crnn._version import __version__
+from crnn.clip import clip_grad_norm
+from crnn.model import RNN, load
+from crnn.optim import Adam
+
+__all__ = ["main"]
+
+_TRAIN_SAMPLE_LENGTH = 200      # characters of each sample printed while training
+_TRAIN_SAMPLE_TEMPERATURE = 0.8  # a little below 1: early models read better when cautious
+_BENCH_SCRIPT = Path("benchmarks", "bench_train.py")
+
+
+class _Error(Exception):
+    """A failure the user can fix: reported as one line, without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are a single line on stderr."""
+
+    def error(self, message):
+        # argparse would print the whole usage block first; one line that
+        # points at --help is easier to read in a terminal or a CI log.
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _count(text):
+    """An interval in steps, where 0 means never."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:   # numpy refuses negative seeds
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _build_parser():
+    """The argument parser and its sub-parsers, by command name."""
+    parser = _Parser(
+        prog="crnn",
+        description="Train and sample character-level Elman RNNs on the CPU, with crnn.")
+    parser.add_argument("--version", action="version", version=f"crnn {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train", help="train a character-level model on a text file",
+        description="Train a character-level model (tanh RNN, Adam, truncated BPTT over "
+                    "parallel streams of the text) and save it. With no TEXT_FILE it "
+                    "trains on the documentation that ships with CPython "
+                    f"({_corpus.DEFAULT_NAME}, about 460 kB). Ctrl-C stops training and "
+                    "saves the model.")
+    train.add_argument("text_file", nargs="?", metavar="TEXT_FILE",
+                       help="UTF-8 text to learn (default: the embedded corpus)")
+    train.add_argument("--steps", type=_positive_int, default=1000, metavar="N",
+                       help="training steps, one window of every stream each (default 1000)")
+    train.add_argument("--hidden", type=_positive_int, default=256, metavar="H",
+                       help="hidden units (default 256)")
+    train.add_argument("--seq-len", type=_positive_int, default=64, metavar="T",
+                       help="characters per window: BPTT is truncated to this (default 64)")
+    train.add_argument("--batch", type=_positive_int, default=32, metavar="B",
+                       help="parallel streams, each a contiguous part of the text (default 32)")
+    # 5e-3 rather than the usual 2e-3: on the default corpus it reaches a lower
+    # loss at every point of the first few thousand steps (1.51 against 1.76
+    # nats/char after 1000), and short runs are what this command is for.
+    train.add_argument("--lr", type=_positive_float, default=5e-3,
+                       help="Adam learning rate (default 0.005)")
+    train.add_argument("--clip", type=_positive_float, default=5.0, metavar="C",
+                       help="clip each step's gradients to this total 2-norm (default 5)")
+    train.add_argument("--out", default="model.npz", metavar="PATH",
+                       help="where to save the model (default model.npz)")
+    train.add_argument("--seed", type=_seed, default=0, metavar="S",
+                       help="seed of the initial weights and of the samples (default 0)")
+    train.add_argument("--log-every", type=_positive_int, default=50, metavar="K",
+                       help="print the loss every K steps (default 50)")
+    train.add_argument("--sample-every", type=_count, default=250, metavar="K",
+                       help="print a sample every K steps, 0 for never (default 250)")
+    train.add_argument("--checkpoint-every", type=_count, default=100, metavar="K",
+                       help="save the model every K steps, 0 for only at the end (default 100)")
+
+    sample = commands.add_parser(
+        "sample", help="print text generated by a model saved by 'crnn train'",
+        description="Print text generated by a character-level model saved by 'crnn train'.")
+    sample.add_argument("model", metavar="MODEL", help="the model file (.npz)")
+    sample.add_argument("--length", type=_positive_int, default=500, metavar="N",
+                        help="characters to generate (default 500)")
+    sample.add_argument("--temperature", type=_positive_float, default=1.0, metavar="T",
+                        help="below 1: safer, more repetitive text; above 1: wilder "
+                             "(default 1)")
+    sample.add_argument("--prime", default="", metavar="TEXT",
+                        help="text the model reads first; it is printed before the sample")
+    sample.add_argument("--seed", type=_seed, default=None, metavar="S",
+                        help="seed of the sampling: the same seed gives the same text "
+                             "(default: random)")
+
+    commands.add_parser(
+        "bench", help="run the benchmark suite's quick mode (from a source checkout)",
+        description="Run benchmarks/bench_train.py --quick from the source repository "
+                    "(it does not ship in the installed package). Any further arguments "
+                    "are passed on to it, e.g. 'crnn bench --sizes char --memory'.")
+    return parser, commands.choices
+
+
+# -- train ------------------------------------------------------------------------------
+
+def _read_text(path):
+    """The training text and a description of where it came from."""
+    if path is None:
+        try:
+            return _corpus.default_text(), f"{_corpus.DEFAULT_NAME} (CPython's documentation)"
+        except ImportError:
+            raise _Error(f"this Python has no {_corpus.DEFAULT_NAME} for the default corpus; "
+                         f"pass a TEXT_FILE") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise _Error(f"TEXT_FILE: {path!r} is not UTF-8 text (byte "
+                     f"{exc.object[exc.start]:#04x} at offset {exc.start})") from None
+    except OSError as exc:
+        raise _Error(f"TEXT_FILE: cannot read {path!r}: {exc.strerror or exc}") from None
+    return text, repr(path)
+
+
+class _Streams:
+    """The text as ``batch`` parallel streams, read in consecutive windows of ``seq_len``.
+
+    Stream b is the b-th of ``batch`` equal, contiguous parts of the text.
+    Window k holds characters [k·T, (k+1)·T) of every stream as inputs and
+    the characters one further on as targets, so the hidden state at the end
+    of window k is the right initial state for window k + 1 (stateful
+    truncated BPTT). After the last whole window the streams start over.
+
+    Parameters
+    ----------
+    ids : ndarray of shape (N,), dtype intp
+        The encoded text.
+    batch, seq_len : int
+        B and T.
+    """
+
+    def __init__(self, ids, batch, seq_len):
+        length = (len(ids) - 1) // batch        # inputs per stream
+        if length < seq_len:
+            raise _Error(f"the text has {len(ids)} characters; --batch {batch} streams of "
+                         f"--seq-len {seq_len} need at least {batch * seq_len + 1}: use a "
+                         f"longer text or smaller --batch/--seq-len")
+        # Time-major (length + 1, B), so every window is a C-contiguous slice
+        # the kernels take as it is.
+        starts = np.arange(batch) * length
+        self._data = ids[np.arange(length + 1)[:, None] + starts[None, :]]
+        self._seq_len = seq_len
+        self.windows = length // seq_len
+        self._next = 0
+
+    def next(self):
+        """The next window: ``(x, target, restart)``.
+
+        ``x`` and ``target`` are token ids of shape (T, B); ``restart`` is
+        True when the streams start over and the carried state is stale.
+        """
+        k = self._next
+        self._next = (k + 1) % self.windows
+        lo, hi = k * self._seq_len, (k + 1) * self._seq_len
+        return self._data[lo:hi], self._data[lo + 1:hi + 1], k == 0
+
+
+def _check_output_path(path):
+    """Fail before training, not after it, when the model cannot be saved at ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _Error(f"--out: {path!r} is a directory; give a file name such as model.npz")
+    if not os.path.isdir(folder):
+        raise _Error(f"--out: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise _Error(f"--out: cannot write in the folder {folder!r}")
+
+
+def _save_checkpoint(model, vocab, path):
+    """Save ``model`` with its vocabulary, atomically (a crash never leaves half a file)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                               prefix=".crnn-", suffix=".npz.tmp")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        # mkstemp made the file private (0600); give it the permissions any
+        # new file of the user's gets.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        # An .npz is a zip of .npy files: adding one entry keeps everything
+        # RNN.save wrote, and crnn.load ignores entries it does not know.
+        with zipfile.ZipFile(tmp, "a") as archive, archive.open("vocab.npy", "w") as f:
+            np.lib.format.write_array(f, np.array(json.dumps(vocab)), allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path):
+    """The model and vocabulary saved by :func:`_save_checkpoint` at ``path``."""
+    try:
+        model = load(path)
+        with np.load(path, allow_pickle=False) as contents:
+            saved = str(contents["vocab"]) if "vocab" in contents.files else None
+    except OSError as exc:
+        raise _Error(f"MODEL: cannot read {path!r}: {exc.strerror or exc}") from None
+    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
+        message = str(exc).removeprefix("path: ")
+        raise _Error(f"MODEL: {message}") from None
+    if saved is None:
+        raise _Error(f"MODEL: {path!r} has no vocabulary: it is a crnn model but was not "
+                     f"saved by 'crnn train'")
+    try:
+        vocab = json.loads(saved)
+    except json.JSONDecodeError:
+        vocab = None
+    # Distinct characters in code-point order, as _corpus.encode expects.
+    if not (isinstance(vocab, str) and list(vocab) == sorted(set(vocab))
+            and len(vocab) == model.input_size == model.output_size
+            and model.output == "softmax"):
+        raise _Error(f"MODEL: {path!r} is not a character-level model saved by "
+                     f"'crnn train' (its vocabulary does not match its sizes)")
+    return model, vocab
+
+
+def _encode_prime(prime, vocab):
+    """Token ids of ``prime`` (None when empty), or _Error naming the unknown characters."""
+    if not prime:
+        return None
+    try:
+        return _corpus.encode(prime, vocab)
+    except ValueError as exc:
+        raise _Error(f"--prime: {exc}") from None
+
+
+def _sample_text(model, vocab, length, temperature, seed, prime_ids=None):
+    """``length`` generated characters; without a prime, those that follow a newline."""
+    if prime_ids is None and "\n" in vocab:
+        # Asks the model for text that starts a line, rather than text that
+        # follows a random character.
+        prime_ids = _corpus.encode("\n", vocab)
+    ids = model.generate(length, prime=prime_ids, temperature=temperature, seed=seed)
+    return _corpus.decode(ids, vocab)
+
+
+def _clip_if_finite(loss, grads, max_norm):
+    """Clip ``grads`` in place to ``max_norm``; False if the loss or a gradient is not finite."""
+    if not math.isfinite(loss):
+        return False
+    try:
+        clip_grad_norm(grads, max_norm, error_if_nonfinite=True)
+    except RuntimeError:        # the total norm is NaN or infinite
+        return False
+    return True
+
+
+def _train(args):
+    text, source = _read_text(args.text_file)
+    if not text:
+        raise _Error(f"TEXT_FILE: {args.text_file!r} is empty")
+    vocab = _corpus.make_vocab(text)
+    streams = _Streams(_corpus.encode(text, vocab), args.batch, args.seq_len)
+    _check_output_path(args.out)
+    try:
+        model = RNN(len(vocab), args.hidden, len(vocab), seed=args.seed)
+    except MemoryError:
+        raise _Error(f"--hidden {args.hidden}: not enough memory for the weights") from None
+    optimizer = Adam(model.params, lr=args.lr)
+
+    print(f"crnn train: {len(text):,} characters of {source}, {len(vocab)} distinct; "
+          f"{args.batch} streams of {streams.windows} windows of {args.seq_len}", flush=True)
+    print(f"model: {model!r}; Adam lr {args.lr:g}, clip {args.clip:g}; "
+          f"loss in nats per character (uniform guess: {math.log(len(vocab)):.3f})", flush=True)
+
+    width = len(str(args.steps))
+    h = None
+    step = 0
+    losses = []                 # of the steps since the last progress line
+    last_loss = math.nan
+    start = tick = time.perf_counter()
+    try:
+        for step in range(1, args.steps + 1):
+            x, target, restart = streams.next()
+            loss, grads, h_next = model.loss_and_grad(x, target, h0=None if restart else h)
+            if not _clip_if_finite(loss, grads, args.clip):
+                # Stop before the optimizer spreads NaN into the weights.
+                raise _Error(f"the loss or gradients became non-finite at step {step}; try a "
+                             f"lower --lr. The last checkpoint in {args.out!r} is kept.")
+            optimizer.step(grads)
+            h = h_next
+            losses.append(loss)
+
+            if step == 1 or step % args.log_every == 0 or step == args.steps:
+                last_loss = float(np.mean(losses))
+                rate = len(losses) / (time.perf_counter() - tick)
+                print(f"step {step:>{width}}/{args.steps}  loss {last_loss:.3f} nats/char  "
+                      f"{rate:5.1f} steps/s  {time.perf_counter() - start:5.0f} s", flush=True)
+                losses.clear()
+            if args.sample_every and step % args.sample_every == 0:
+                sample = _sample_text(model, vocab, _TRAIN_SAMPLE_LENGTH,
+                                      _TRAIN_SAMPLE_TEMPERATURE, args.seed + step)
+                print(f"--- sample at step {step} ---\n{sample}\n---", flush=True)
+            if args.checkpoint_every and step % args.checkpoint_every == 0 \
+                    and step != args.steps:
+                _save_checkpoint(model, vocab, args.out)
+            if not losses:
+                # Steps/s measures training only, not the printing, sampling and saving.
+                tick = time.perf_counter()
+    except KeyboardInterrupt:
+        _save_checkpoint(model, vocab, args.out)
+        print(f"\ninterrupted at step {step}: model saved to {args.out}", flush=True)
+        return 130
+    _save_checkpoint(model, vocab, args.out)
+    print(f"done: {args.steps} steps in {time.perf_counter() - start:.0f} s, loss "
+          f"{last_loss:.3f} nats/char; model saved to {args.out}\n"
+          f"sample from it with: crnn sample {args.out}", flush=True)
+    return 0
+
+
+# -- sample -----------------------------------------------------------------------------
+
+def _sample(args):
+    model, vocab = _load_checkpoint(args.model)
+    prime_ids = _encode_prime(args.prime, vocab)
+    text = _sample_text(model, vocab, args.length, args.temperature, args.seed, prime_ids)
+    sys.stdout.write(args.prime + text + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+# -- bench ------------------------------------------------------------------------------
+
+def _find_bench():
+    """benchmarks/bench_train.py of the repository crnn runs from, else of the cwd, or None."""
+    package_root = Path(__file__).resolve().parent.parent     # src/ in a checkout
+    for repo in (package_root.parent, Path.cwd()):
+        script = repo / _BENCH_SCRIPT
+        if script.is_file():
+            return script
+    return None
+
+
+def _bench(extra):
+    script = _find_bench()
+    if script is None:
+        raise _Error(f"{_BENCH_SCRIPT} not found: the benchmarks ship with the source "
+                     f"repository, not the installed package; run 'crnn bench' in a clone")
+    # The benchmark must time this very crnn, even when it is not the installed one.
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    try:
+        return subprocess.call([sys.executable, str(script), "--quick", *extra], env=env)
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- entry point ------------------------------------------------------------------------
+
+def main(argv=None):
+    """Run the ``crnn`` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 on an error, 2 on a usage error, 130 when interrupted.
+    """
+    parser, subparsers = _build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "bench":
+            subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:       # --help, --version and usage errors
+        return exc.code
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "sample":
+            return _sample(args)
+        return _bench(extra)
+    except _Error as exc:
+        print(f"crnn {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `crnn sample m.npz | head`): stop quietly,
+        # and keep Python from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
