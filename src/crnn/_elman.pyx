@@ -59,6 +59,12 @@ cdef extern from "_fastmath.h" nogil:
     float crnn_expf(float x)
     float crnn_tanhf(float x)
 
+cdef extern from "_rows.h" nogil:
+    void crnn_tanh_rows(float* a, const float* bias, Py_ssize_t rows, Py_ssize_t H)
+    void crnn_bptt_tanh_rows(float* g, float* d, const float* h, Py_ssize_t rows,
+                             Py_ssize_t H, int add_g, double* acc, double* sumsq)
+    void crnn_exp_shift(float* z, float m, Py_ssize_t n)
+
 
 # float32 uses the vectorisable versions (within 2 ulp, see _fastmath.h);
 # float64 keeps libm, so float64 results are libm's to the last bit.
@@ -74,6 +80,16 @@ cdef inline floating _exp(floating v) noexcept nogil:
         return crnn_expf(v)
     else:
         return exp(v)
+
+
+cdef inline void _exp_shift(floating* z, floating m, Py_ssize_t n) noexcept nogil:
+    """z = exp(z − m)."""
+    cdef Py_ssize_t j
+    if floating is float:
+        crnn_exp_shift(z, m, n)
+    else:
+        for j in range(n):
+            z[j] = exp(z[j] - m)
 
 
 cdef inline double _sum(const floating* x, Py_ssize_t n) noexcept nogil:
@@ -107,6 +123,9 @@ cdef void _activate(floating* a, const floating* bias, Py_ssize_t rows,
     cdef floating v
     cdef floating* row
     if nonlin == TANH:
+        if floating is float:
+            crnn_tanh_rows(a, bias, rows, H)
+            return
         for r in range(rows):
             row = a + r * H
             for j in range(H):
@@ -207,8 +226,7 @@ cdef void _output_rows(floating* Z, const floating* b_y, Py_ssize_t rows, Py_ssi
             for j in range(1, O):
                 if z[j] > m:
                     m = z[j]
-            for j in range(O):
-                z[j] = _exp(z[j] - m)
+            _exp_shift(z, m, O)
             s = <floating>(1 / _sum(z, O))
             for j in range(O):
                 z[j] *= s
@@ -234,8 +252,7 @@ cdef double _softmax_xent(floating* Z, const floating* b_y, const Py_ssize_t* ta
                     m = z[j]
             c = target[s * B + r]
             zc = z[c]
-            for j in range(O):
-                z[j] = _exp(z[j] - m)
+            _exp_shift(z, m, O)
             ssum = _sum(z, O)
             total += log(ssum) + m - zc
             e = <floating>(scale / ssum)
@@ -291,7 +308,7 @@ cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W
     With ``norms``, norms[t] = ‖∂L/∂h_{t+1}‖ over the running rows: a pass over
     dh that is only made when asked for.
     """
-    cdef Py_ssize_t t, r, j, bt, step = B * H
+    cdef Py_ssize_t t, r, j, bt, bt_done, step = B * H
     cdef floating v
     cdef floating* g
     cdef floating* d
@@ -303,7 +320,13 @@ cdef void _bptt(floating* G, floating* dh, const floating* Hs, const floating* W
         bt = batch_sizes[t]
         g = G + t * step
         h = Hs + (t + 1) * step
-        for r in range(bt):
+        bt_done = 0
+        if floating is float:
+            if nonlin == TANH:
+                crnn_bptt_tanh_rows(g, dh, h, bt, H, per_step, db_acc,
+                                    &norms[t] if norms != NULL else NULL)
+                bt_done = bt
+        for r in range(bt_done, bt):
             d = dh + r * H
             if per_step:
                 for j in range(H):

@@ -26,7 +26,17 @@
 
 typedef union { float f; int32_t i; } crnn_f32_bits;
 
-static inline float crnn_expf(float x)
+/* Forced inline: GCC will not otherwise inline across the per-CPU clones of
+ * _rows.h (x86 inlines between different -march only when forced). */
+#if defined(__GNUC__)
+#define CRNN_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define CRNN_INLINE static __forceinline
+#else
+#define CRNN_INLINE static inline
+#endif
+
+CRNN_INLINE float crnn_expf(float x)
 {
     const float lo = -87.33654f;            /* ln(2^-126): below it, 0 */
     float xc = x < lo ? lo : x;             /* NaN passes through */
@@ -46,7 +56,7 @@ static inline float crnn_expf(float x)
     return x < lo ? 0.0f : y;
 }
 
-static inline float crnn_tanhf(float x)
+CRNN_INLINE float crnn_tanhf(float x)
 {
     float a = fabsf(x);
     float u = a * a;
