@@ -125,11 +125,11 @@ cdef void _activate(floating* a, const floating* bias, Py_ssize_t rows,
     if nonlin == TANH:
         if floating is float:
             crnn_tanh_rows(a, bias, rows, H)
-            return
-        for r in range(rows):
-            row = a + r * H
-            for j in range(H):
-                row[j] = _tanh(row[j] + bias[j])
+        else:
+            for r in range(rows):
+                row = a + r * H
+                for j in range(H):
+                    row[j] = _tanh(row[j] + bias[j])
     else:
         for r in range(rows):
             row = a + r * H
