@@ -16,8 +16,8 @@ inputs exist and two warm-up steps have run:
   buffers (numpy reports them to tracemalloc) and Python objects, but not
   memory that a library allocates in C on its own (PyTorch's tensors).
 
-Run as ``python _memory.py LIB SIZE DTYPE [--threads N] [--forward]``; it
-prints one JSON object.
+Run as ``python _memory.py LIB SIZE DTYPE [--threads N] [--forward]``, SIZE
+a name from ``_steps.SIZES`` or ``B,T,D,H,O``; it prints one JSON object.
 """
 
 import argparse
@@ -58,7 +58,8 @@ def _reset_hwm():
 def child(lib, size_name, dtype, threads, forward_only):
     """Measure one library at one size in this process; return the result dict."""
     _worker.set_threads(threads, [lib])
-    params, x, target = _steps.make_problem(_steps.SIZES[size_name], np.dtype(dtype))
+    params, x, target = _steps.make_problem(_steps.dims(size_name if size_name in _steps.SIZES
+                                                      else size_name.split(",")), np.dtype(dtype))
     runner = _steps.RUNNERS[lib](params, x, target)
     step = runner.infer if forward_only else runner.train_step
     del params, x, target

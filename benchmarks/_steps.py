@@ -27,15 +27,25 @@ MAX_NORM = 5.0
 LR = 1e-3
 
 
+def dims(size):
+    """(B, T, D, H, O) of ``size``: a name from ``SIZES`` or five positive integers."""
+    if isinstance(size, str):
+        return SIZES[size]
+    size = tuple(int(n) for n in size)
+    if len(size) != 5 or min(size) < 1:
+        raise ValueError(f"a size is a name from {list(SIZES)} or (B, T, D, H, O), not {size}")
+    return size
+
+
 def step_flops(size, forward_only=False):
     """FLOPs of one step: 6·T·B·(D·H + H·H + H·O) to train, a third of that forward only."""
-    B, T, D, H, O = size
+    B, T, D, H, O = dims(size)
     return (2 if forward_only else 6) * T * B * (D * H + H * H + H * O)
 
 
 def make_problem(size, dtype, seed=0):
     """Weights (PyTorch's default init, uniform ±1/√H), inputs x (T, B, D) and targets (T, B)."""
-    B, T, D, H, O = size
+    B, T, D, H, O = dims(size)
     rng = np.random.default_rng(seed)
     k = 1.0 / math.sqrt(H)
     shapes = {"W_x": (H, D), "W_h": (H, H), "b_h": (H,), "W_y": (O, H), "b_y": (O,)}

@@ -9,7 +9,8 @@ and made crnn's times bimodal at size "small" on a 2-core machine.
 Started as ``python _worker.py LIB DTYPE [--threads N] [--forward]``; then
 one JSON object per line each way. Commands and their replies:
 
-- ``{"cmd": "load", "size": NAME}``: build LIB's runner for a size.
+- ``{"cmd": "load", "size": NAME}``: build LIB's runner for a size (a name
+  from ``_steps.SIZES``, or a list ``[B, T, D, H, O]``).
 - ``{"cmd": "warmup", "calls": N, "seconds": S}`` → ``{"best": s}``: run the
   step at least N times and for at least S seconds; the fastest call.
 - ``{"cmd": "sample", "steps": N}`` → ``{"time": s}``: N back-to-back steps
@@ -135,7 +136,7 @@ def serve(lib, dtype, forward_only, stdin=sys.stdin, stdout=sys.stdout):
                 return
             if cmd == "load":
                 step = None
-                params, x, target = _steps.make_problem(_steps.SIZES[msg["size"]], dtype)
+                params, x, target = _steps.make_problem(_steps.dims(msg["size"]), dtype)
                 runner = _steps.RUNNERS[lib](params, x, target)
                 step = runner.infer if forward_only else runner.train_step
                 reply()

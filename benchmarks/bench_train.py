@@ -462,12 +462,16 @@ def print_summary(results, libraries, peak, forward):
             print(f"  {r['size']:<10}{_mib(r['activations_bytes']):>13}{cells}")
 
 
-def run_size(name, args, workers, peak, settings, gate):
-    """Time (and optionally measure memory of) every library at one size; return the result."""
-    size = _steps.SIZES[name]
+def run_size(name, args, workers, peak, settings, gate, size=None):
+    """Time (and optionally measure memory of) every library at one size; return the result.
+
+    ``name`` is a size from ``_steps.SIZES``, or only a label when ``size``
+    gives (B, T, D, H, O) explicitly; ``settings["repeat"]`` is then required.
+    """
+    size = _steps.dims(name if size is None else size)
     B, T, D, H, O = size
     for w in workers.values():
-        w.call("load", size=name)
+        w.call("load", size=list(size))
     repeat = settings["repeat"] or DEFAULT_REPEAT[name]
     discarded = gate.discarded
     samples, per_sample, other_load = time_interleaved(
@@ -491,7 +495,7 @@ def run_size(name, args, workers, peak, settings, gate):
         result["activations_bytes"] = (T + 1) * B * H * np.dtype(args.dtype).itemsize
         for lib in workers:
             result["libraries"][lib]["memory"] = _memory.measure(
-                lib, name, args.dtype, args.threads, args.forward)
+                lib, ",".join(map(str, size)), args.dtype, args.threads, args.forward)
     return result
 
 
