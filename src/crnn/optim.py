@@ -11,6 +11,7 @@ array with no temporaries, following the update rules of ``torch.optim``
     opt.load_state_dict(saved)
 """
 
+import abc
 import math
 
 import numpy as np
@@ -20,7 +21,7 @@ from crnn import _checks, _ops
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "StepLR", "CosineLR", "get"]
 
 
-class Optimizer:
+class Optimizer(abc.ABC):
     """Base class: holds the parameters, the per-parameter state and the step count.
 
     Parameters
@@ -101,9 +102,9 @@ class Optimizer:
             if p.size:
                 self._update(p.reshape(-1), g.reshape(-1), state, first)
 
+    @abc.abstractmethod
     def _update(self, p, g, state, first):
         """One update of the flat parameter ``p``; ``first`` on its first step."""
-        raise NotImplementedError
 
     def _hyperparameters(self):
         return {"lr": self.lr}

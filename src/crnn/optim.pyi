@@ -1,4 +1,5 @@
 # Types of crnn.optim (src/crnn/optim.py); the documentation is in the module.
+import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ _Floats = npt.NDArray[np.floating[Any]]
 _Params = dict[str, _Floats] | list[_Floats] | tuple[_Floats, ...]
 _Grads = Mapping[str, npt.ArrayLike] | Sequence[npt.ArrayLike]
 
-class Optimizer:
+class Optimizer(abc.ABC):
     _buffers: ClassVar[tuple[str, ...]]
     params: _Params
     lr: float
