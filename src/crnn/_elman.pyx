@@ -211,6 +211,20 @@ cdef void _forward_core(const floating* X, const Py_ssize_t* tokens,
     _recur(Hs, W_h, b_h, batch_sizes, T, B, H, nonlin)
 
 
+cdef inline floating _add_bias_max(floating* z, const floating* b_y,
+                                   Py_ssize_t O) noexcept nogil:
+    """z += b_y; returns max(z), the shift that keeps softmax's exp from overflowing."""
+    cdef Py_ssize_t j
+    cdef floating m
+    for j in range(O):
+        z[j] += b_y[j]
+    m = z[0]
+    for j in range(1, O):
+        if z[j] > m:
+            m = z[j]
+    return m
+
+
 cdef void _output_rows(floating* Z, const floating* b_y, Py_ssize_t rows, Py_ssize_t O,
                        int output) noexcept nogil:
     """Z = g(Z + b_y) row by row: softmax (stable) or identity."""
@@ -219,13 +233,8 @@ cdef void _output_rows(floating* Z, const floating* b_y, Py_ssize_t rows, Py_ssi
     cdef floating* z
     for r in range(rows):
         z = Z + r * O
-        for j in range(O):
-            z[j] += b_y[j]
+        m = _add_bias_max(z, b_y, O)
         if output == SOFTMAX:
-            m = z[0]
-            for j in range(1, O):
-                if z[j] > m:
-                    m = z[j]
             _exp_shift(z, m, O)
             s = <floating>(1 / _sum(z, O))
             for j in range(O):
@@ -244,12 +253,7 @@ cdef double _softmax_xent(floating* Z, const floating* b_y, const Py_ssize_t* ta
         n = counted[s]
         for r in range(n):
             z = Z + (s * B + r) * O
-            for j in range(O):
-                z[j] += b_y[j]
-            m = z[0]
-            for j in range(1, O):
-                if z[j] > m:
-                    m = z[j]
+            m = _add_bias_max(z, b_y, O)
             c = target[s * B + r]
             zc = z[c]
             _exp_shift(z, m, O)
