@@ -230,21 +230,8 @@ def _check_output_path(path):
 
 
 def _save_checkpoint(model, vocab, path):
-    """Save ``model`` with its vocabulary, atomically (a crash never leaves half a file)."""
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.vocab.tmp")
-    try:
-        model.save(tmp)
-        # An .npz is a zip of .npy files: adding one entry keeps everything
-        # RNN.save wrote, and crnn.load ignores entries it does not know.
-        with zipfile.ZipFile(tmp, "a") as archive, archive.open("vocab.npy", "w") as f:
-            np.lib.format.write_array(f, np.array(json.dumps(vocab)), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Save ``model`` with its vocabulary (as JSON), atomically, as RNN.save does."""
+    model._save(path, vocab=np.array(json.dumps(vocab)))
 
 
 def _load_checkpoint(path):

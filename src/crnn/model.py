@@ -581,6 +581,10 @@ class RNN:
         The file is written under a temporary name and renamed into place, so
         an interrupted save never leaves a truncated file behind.
         """
+        self._save(path)
+
+    def _save(self, path, **extra):
+        """:meth:`save`, with ``extra`` arrays stored beside the weights (load ignores them)."""
         W = self._weights()
         path = os.fspath(path)
         folder, name = os.path.split(os.path.abspath(path))
@@ -591,7 +595,7 @@ class RNN:
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, config=np.array(json.dumps(self._config())),
-                         **dict(zip(_KEYS, W)))
+                         **dict(zip(_KEYS, W)), **extra)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
