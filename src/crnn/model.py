@@ -320,6 +320,7 @@ class RNN:
         _, tokens = _checks.inputs(prime[:, None], V, self.dtype, finite=False)
         h = np.zeros((1, self.hidden_size), dtype=self.dtype)
         one_step = np.ones(1, dtype=np.intp)
+        fed = np.empty((1, 1), dtype=np.intp)      # the token fed back, reused every step
         result = np.empty(length, dtype=np.intp)
         y, h = _elman.forward(*W, h, None, tokens, np.ones(len(tokens), dtype=np.intp), nl, out)
         p = y[-1, 0].astype(np.float64)
@@ -332,8 +333,8 @@ class RNN:
             token = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), V - 1)
             result[i] = token
             if i + 1 < length:
-                y, h = _elman.forward(*W, h, None, np.array([[token]], dtype=np.intp),
-                                      one_step, nl, out)
+                fed[0, 0] = token
+                y, h = _elman.forward(*W, h, None, fed, one_step, nl, out)
                 p = y[0, 0].astype(np.float64)
         return result
 
