@@ -5,24 +5,57 @@ They work on flat contiguous views, so an update needs no temporary array.
 
 from cython cimport floating
 
-from crnn cimport _blas
+from libc.math cimport fabs, isfinite, sqrt
+
+# Plain loops, not BLAS: in scipy's OpenBLAS, axpy over more than ~10⁴ values
+# wakes BLAS's threads, which then spin for milliseconds on the core crnn's
+# own threads need for the next training step (and these loops are
+# memory-bound: one core keeps up).
 
 
 def axpy(floating[::1] y, double alpha, const floating[::1] x):
     """y += alpha·x in place."""
+    cdef Py_ssize_t i, n = y.shape[0]
+    cdef floating a = <floating>alpha
     with nogil:
-        _blas.axpy(<int>y.shape[0], <floating>alpha, &x[0], &y[0])
+        for i in range(n):
+            y[i] += a * x[i]
 
 
 def nrm2(const floating[::1] x):
-    """The Euclidean norm of x, computed without overflow."""
-    cdef double out
+    """The Euclidean norm of x, computed without overflow or underflow."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef double s0 = 0, s1 = 0, m = 0, v, out
     with nogil:
-        out = _blas.nrm2(<int>x.shape[0], &x[0])
+        i = 0
+        while i + 2 <= n:
+            s0 += (<double>x[i]) * x[i]
+            s1 += (<double>x[i + 1]) * x[i + 1]
+            i += 2
+        if i < n:
+            s0 += (<double>x[i]) * x[i]
+        s0 += s1
+        # float32 squares cannot leave double's range; float64 ones can: rescale.
+        if floating is double and (not isfinite(s0) or s0 < 1e-290):
+            for i in range(n):
+                v = fabs(x[i])
+                if v != v:          # NaN: the norm is NaN
+                    m = v
+                    break
+                if v > m:
+                    m = v
+            if m == 0 or not isfinite(m):
+                out = m
+            else:
+                s0 = 0
+                for i in range(n):
+                    v = x[i] / m
+                    s0 += v * v
+                out = m * sqrt(s0)
+        else:
+            out = sqrt(s0)
     return out
 
-
-from libc.math cimport sqrt
 
 
 # One pass per parameter array for every optimizer: the update rules of
