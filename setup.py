@@ -28,7 +28,8 @@ extensions = [
         f"crnn.{name}",
         [f"src/crnn/{name}.pyx"],
         include_dirs=["src/crnn"],
-        depends=["src/crnn/_fastmath.h", "src/crnn/_rows.h", "src/crnn/_blas.pxd"],
+        depends=["src/crnn/_fastmath.h", "src/crnn/_rows.h", "src/crnn/_gemm.h",
+                 "src/crnn/_blas.pxd"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

@@ -12,8 +12,10 @@ from crnn.clip import clip_grad_norm, clip_grad_value
 from crnn.model import RNN, load
 from crnn import callbacks, optim
 from crnn.optim import SGD, Adagrad, Adam, RMSprop
+from crnn._threads import get_num_threads, set_num_threads
 
 __all__ = [
     "RNN", "load", "clip_grad_norm", "clip_grad_value", "optim", "callbacks",
-    "SGD", "Adagrad", "RMSprop", "Adam", "__version__",
+    "SGD", "Adagrad", "RMSprop", "Adam", "set_num_threads", "get_num_threads",
+    "__version__",
 ]

@@ -23,37 +23,37 @@
 #define CRNN_MULTIVERSION
 #endif
 
-/* a[r·H + j] = tanh(a[r·H + j] + bias[j]) */
+/* a[r·ld + j] = tanh(a[r·ld + j] + bias[j]) for j < n */
 CRNN_MULTIVERSION
 static void crnn_tanh_rows(float *restrict a, const float *restrict bias,
-                           ptrdiff_t rows, ptrdiff_t H)
+                           ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
-        float *restrict row = a + r * H;
-        for (ptrdiff_t j = 0; j < H; j++)
+        float *restrict row = a + r * ld;
+        for (ptrdiff_t j = 0; j < n; j++)
             row[j] = crnn_tanhf(row[j] + bias[j]);
     }
 }
 
-/* One step of BPTT through tanh, for `rows` rows of H:
+/* One step of BPTT through tanh, for `rows` rows of n values (row stride ld):
  *   d += g (when add_g);  [*sumsq += ‖d‖²];  v = d·(1 − h²);  g = v;  acc += v
  * sumsq may be NULL. */
 CRNN_MULTIVERSION
 static void crnn_bptt_tanh_rows(float *restrict g, float *restrict d, const float *restrict h,
-                                ptrdiff_t rows, ptrdiff_t H, int add_g, double *restrict acc,
-                                double *restrict sumsq)
+                                ptrdiff_t rows, ptrdiff_t n, ptrdiff_t ld, int add_g,
+                                double *restrict acc, double *restrict sumsq)
 {
     for (ptrdiff_t r = 0; r < rows; r++) {
-        float *restrict gr = g + r * H;
-        float *restrict dr = d + r * H;
-        const float *restrict hr = h + r * H;
+        float *restrict gr = g + r * ld;
+        float *restrict dr = d + r * ld;
+        const float *restrict hr = h + r * ld;
         if (add_g)
-            for (ptrdiff_t j = 0; j < H; j++)
+            for (ptrdiff_t j = 0; j < n; j++)
                 dr[j] += gr[j];
         if (sumsq)
-            for (ptrdiff_t j = 0; j < H; j++)
+            for (ptrdiff_t j = 0; j < n; j++)
                 *sumsq += (double)dr[j] * dr[j];
-        for (ptrdiff_t j = 0; j < H; j++) {
+        for (ptrdiff_t j = 0; j < n; j++) {
             float v = dr[j] * (1.0f - hr[j] * hr[j]);
             gr[j] = v;
             acc[j] += v;
