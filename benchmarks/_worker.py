@@ -60,6 +60,9 @@ def set_threads(threads, libraries):
     torch = modules.get("torch")
     if torch is not None and not isinstance(torch, str):
         torch.set_num_threads(threads)
+    crnn = modules.get("crnn")
+    if crnn is not None and not isinstance(crnn, str):
+        crnn.set_num_threads(threads)  # crnn's own threads (its steps call no BLAS)
     return warnings
 
 

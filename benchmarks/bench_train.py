@@ -77,8 +77,8 @@ def parse_args(argv=None):
                              f"{' '.join(QUICK['sizes'])})")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="BLAS/OpenMP threads for every library (threadpoolctl and "
-                             "torch.set_num_threads); default: leave the libraries' defaults")
+                        help="threads for every library (threadpoolctl, torch.set_num_threads and "
+                             "crnn.set_num_threads); default: leave the libraries' defaults")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="timed samples per library and size (default: per size, "
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_REPEAT.items()) + ")")
@@ -164,6 +164,9 @@ def machine_info(libraries):
             info["versions"][lib] = getattr(mod, "__version__", "?")
             if lib == "torch":
                 info["torch_threads"] = mod.get_num_threads()
+            if lib == "crnn":
+                info["crnn_threads"] = mod.get_num_threads()
+                info["crnn_kernel"] = mod._elman._gemm_level()
     if "crnn" in libraries:
         folder = os.path.dirname(_steps.available("crnn").__file__)
         built = [os.path.getmtime(os.path.join(folder, f)) for f in os.listdir(folder)
