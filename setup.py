@@ -16,6 +16,7 @@ directives = {
     "cdivision": True,
     "nonecheck": False,
     "embedsignature": True,
+    "autotestdict": False,
 }
 
 # -fno-trapping-math lets the compiler evaluate both arms of the selects in
@@ -23,17 +24,28 @@ directives = {
 # never reads floating-point exception flags, and no result changes.
 compile_args = [] if os.name == "nt" else ["-O3", "-fno-trapping-math"]
 
+# CRNN_NO_KERNEL=1 builds without crnn's own per-step kernel (_recurrent.h):
+# every product then goes to BLAS, as on compilers without vector extensions
+# (MSVC). CI builds and tests this path too, so that it cannot rot.
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if os.environ.get("CRNN_NO_KERNEL", "") not in ("", "0"):
+    macros.append(("CRNN_NO_KERNEL", "1"))
+
+headers = ["_fastmath.h", "_cells.h", "cells/elman.h", "cells/lstm.h", "cells/gru.h",
+           "_softmax.h", "_recurrent.h", "_pool.h", "_blasthreads.h", "_blas.pxd",
+           "_workspace.pxi", "_products.pxi", "_heads.pxi", "_loops.pxi", "_stack.pxi",
+           "_api.pxi"]
+
 extensions = [
     Extension(
         f"crnn.{name}",
         [f"src/crnn/{name}.pyx"],
         include_dirs=["src/crnn"],
-        depends=["src/crnn/_fastmath.h", "src/crnn/_rows.h", "src/crnn/_gemm.h",
-                 "src/crnn/_blas.pxd"],
+        depends=[f"src/crnn/{h}" for h in headers],
         extra_compile_args=compile_args,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=macros,
     )
-    for name in ("_elman", "_ops")
+    for name in ("_engine", "_ops")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -84,13 +84,20 @@ def test_threads_match_one_thread_and_reference(threads, dtype, shape, opts, n):
 
 
 def test_num_threads_api(threads):
+    """Positive ints only (TypeError for other types); capped at the CPUs available."""
     assert crnn.get_num_threads() >= 1
-    threads(3)
-    assert crnn.get_num_threads() == 3
-    for bad in (0, -1, 1.5, True, "2", None):
+    threads(1)
+    assert crnn.get_num_threads() == 1
+    threads(10**6)
+    assert crnn.get_num_threads() == min(crnn._threads._cpu_count(), 64)
+    threads(1)
+    for bad in (0, -1):
         with pytest.raises(ValueError, match="positive integer"):
             crnn.set_num_threads(bad)
-    assert crnn.get_num_threads() == 3
+    for bad in (1.5, True, "2", None):
+        with pytest.raises(TypeError, match="positive integer"):
+            crnn.set_num_threads(bad)
+    assert crnn.get_num_threads() == 1
 
 
 def _child_step(queue):

@@ -129,24 +129,68 @@ def _check_nonempty(shape, name):
                          f"got shape {_shape_str(shape)}")
 
 
-def check_sizes(T, B, D, H, O):
-    """Refuse problems whose matrices exceed BLAS's 32-bit dimensions."""
-    if T * B * max(D, H, O) > _INT32_MAX:
-        raise ValueError(f"x: T·B = {T * B} rows of up to {max(D, H, O)} values exceed "
+def check_sizes(T, B, D, widest):
+    """Refuse problems whose matrices exceed BLAS's 32-bit dimensions (``widest``:
+    the widest row of the model's matrices, e.g. G·H)."""
+    if T * B * max(D, widest) > _INT32_MAX:
+        raise ValueError(f"x: T·B = {T * B} rows of up to {max(D, widest)} values exceed "
                          f"the 2**31 elements one BLAS call can address; split the batch")
 
 
-def hidden(h0, B, H, dtype, *, finite):
-    """``h0`` as a C-contiguous (B, H) array of ``dtype`` (zeros when None)."""
+def states(h0, name, n, B, H, dtype, *, finite, pair):
+    """Initial states as C-contiguous (n, B, H) arrays of ``dtype``: ``(h, c)``,
+    either None (zeros).
+
+    ``n`` = num_layers·dirs; a state is (B, H) when n = 1, else (n, B, H)
+    (layer-major, forward before reverse, as PyTorch's). With ``pair`` (the
+    LSTM) ``h0`` may be a pair ``(h, c)`` or a lone h (then c = 0).
+    """
     if h0 is None:
-        return np.zeros((B, H), dtype=dtype)
-    arr = _as_array(h0, "h0")
-    if arr.shape != (B, H):
-        raise ValueError(f"h0: expected shape ({B}, {H}), got {_shape_str(arr.shape)}")
+        return None, None
+    c0 = None
+    if pair and isinstance(h0, (tuple, list)):
+        if len(h0) != 2:
+            raise ValueError(f"{name}: expected a pair (h, c) or an array h, "
+                             f"got a sequence of {len(h0)}")
+        h0, c0 = h0
+        if h0 is None and c0 is not None:
+            h0 = np.zeros((n, B, H), dtype=dtype)
+    return (_state(h0, name if c0 is None else f"{name}[0]", n, B, H, dtype, finite),
+            _state(c0, f"{name}[1]", n, B, H, dtype, finite))
+
+
+def _state(value, name, n, B, H, dtype, finite):
+    if value is None:
+        return None
+    arr = _as_array(value, name)
+    if n == 1 and arr.shape == (B, H):
+        arr = arr[None]
+    elif n == 1 or arr.shape != (n, B, H):
+        want = f"({B}, {H})" if n == 1 else f"({n}, {B}, {H}) (num_layers·directions, B, H)"
+        raise ValueError(f"{name}: expected shape {want}, got {_shape_str(arr.shape)}")
     arr = _convert(arr, dtype)
     if finite and not _all_finite(arr):
-        raise ValueError(f"h0: contains NaN or infinity (after conversion to {dtype})")
+        raise ValueError(f"{name}: contains NaN or infinity (after conversion to {dtype})")
     return arr
+
+
+def boolean(value, name):
+    """``value`` as a bool (True/False, numpy bools, 0/1), else TypeError."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                               and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name}: expected True or False, got {value!r}")
+
+
+def probability(value, name):
+    """A dropout probability: a float in [0, 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number in [0, 1), got {value!r} "
+                        f"of type {type(value).__name__}")
+    value = float(value)
+    if not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value}")
+    return value
 
 
 def lengths_(lengths, T, B):
@@ -203,17 +247,28 @@ def targets(target, output, T, B, O, dtype):
     return None, arr, per_step
 
 
-def params(params, shapes, dtype):
-    """Check the model's parameter dict before the kernels read it."""
-    if not isinstance(params, dict) or set(params) != set(shapes):
+def params(params, views, dtype):
+    """Check the model's parameter dict before the kernels read it.
+
+    ``views`` maps each name to the model's own array (a view of its flat
+    parameter vector). An entry the user replaced must have the same shape;
+    it is converted to ``dtype`` and returned in ``replaced``, for the model
+    to copy in. Returns ``replaced`` (a dict, usually empty).
+    """
+    if not isinstance(params, dict) or len(params) != len(views) or set(params) != set(views):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"params: expected a dict with keys {sorted(shapes)}, got {got}")
-    for key, shape in shapes.items():
+        raise ValueError(f"params: expected a dict with keys {sorted(views)}, got {got}")
+    replaced = {}
+    for key, view in views.items():
         p = params[key]
-        if not isinstance(p, np.ndarray) or p.shape != shape or p.dtype != dtype \
-                or not p.flags.c_contiguous:
-            desc = (f"{p.dtype} array of shape {_shape_str(p.shape)}"
-                    f"{'' if p.flags.c_contiguous else ', not C-contiguous'}"
-                    if isinstance(p, np.ndarray) else type(p).__name__)
-            raise ValueError(f"params[{key!r}]: expected a C-contiguous {dtype} array of "
-                             f"shape {_shape_str(shape)}, got {desc}")
+        if p is view:
+            continue
+        if isinstance(p, np.ndarray) and p.dtype.kind == "f" and p.shape == view.shape:
+            with np.errstate(over="ignore"):
+                replaced[key] = p.astype(dtype, copy=False)
+            continue
+        desc = (f"{p.dtype} array of shape {_shape_str(p.shape)}"
+                if isinstance(p, np.ndarray) else type(p).__name__)
+        raise ValueError(f"params[{key!r}]: expected a {dtype} array of shape "
+                         f"{_shape_str(view.shape)}, got {desc}")
+    return replaced

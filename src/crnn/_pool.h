@@ -1,18 +1,29 @@
 /* crnn's own worker threads: run one task split into parts, one part per thread.
  *
- * The recurrent loops of a training step are T small dependent products,
- * each a few microseconds; splitting every one of them through BLAS's thread
- * pool (or creating threads per call, ~40 µs here) costs more than it saves.
- * These workers stay alive between calls and, after a task, spin briefly
- * (CRNN_POOL_SPIN_NS) before sleeping, so the next region of the same training
- * step starts without a wake-up; parts of one task may synchronise at every
- * time step with crnn_pool_barrier(), a spinning barrier.
+ * A training step is a sequence of parallel regions: blocks of large BLAS
+ * products (each thread calls a single-threaded BLAS on its own block), the
+ * time loops (split by hidden units with one barrier per step, by batch
+ * rows, or by direction), and pointwise passes. Workers stay alive between
+ * regions and spin briefly (CRNN_POOL_SPIN_NS) before sleeping, so the next
+ * region starts without a wake-up.
  *
- * crnn_pool_run(fn, ctx, n) calls fn(ctx, part, nparts) for part = 0..nparts-1,
- * part 0 on the calling thread, and returns when all have returned. nparts
- * may be smaller than n: fewer workers could be started, or another thread
- * is running a task (then the caller runs it alone, nparts = 1), so fn must
- * split its work by the nparts it is given.
+ * crnn_pool_run(fn, ctx, n, claimable) calls fn(ctx, part, nparts) for
+ * part = 0..nparts-1, part 0 on the calling thread, and returns when all
+ * have returned. nparts may be smaller than n (fewer workers, the pool busy
+ * with another caller's task, or the machine contended: see below), so fn
+ * splits its work by the nparts it is given. A `claimable` task's parts take
+ * their work from a shared counter: a part that has not started when part 0
+ * runs out of work is cancelled instead of waited for.
+ *
+ * Contention. When another process takes a core, a worker can lose its CPU
+ * for a whole scheduler slice (milliseconds) while the others wait for it at
+ * a barrier: a split loop then runs far slower than one thread. A wait
+ * longer than CRNN_POOL_STALL_NS (and longer than the waiter's own work
+ * since its last barrier) is a stall. On a stall, (1) crnn_pool_sync() tells
+ * every part, at the next barrier, to stop splitting: part 0 finishes the
+ * loop alone; and (2) the pool runs every task on the caller alone for a
+ * backoff time (CRNN_POOL_BACKOFF_MIN_NS, doubling on each stalled retry up
+ * to CRNN_POOL_BACKOFF_MAX_NS), then tries threads again.
  *
  * POSIX only (pthreads and GCC/Clang atomics); elsewhere every task runs on
  * the calling thread. A forked child starts with no workers.
@@ -22,14 +33,25 @@
 
 typedef void (*crnn_task_fn)(void *ctx, int part, int nparts);
 
+#define CRNN_POOL_MAX 64
+
+/* The next index of a shared counter (the chunks of a claimable task). */
+#if defined(__GNUC__) || defined(__clang__)
+#define crnn_claim(counter) __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED)
+#else
+#define crnn_claim(counter) ((*(counter))++)
+#endif
+
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__unix__) || defined(__APPLE__))
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <time.h>
 
-#define CRNN_POOL_MAX 64
-#define CRNN_POOL_SPIN_NS 300000L
+#define CRNN_POOL_SPIN_NS 300000LL
+#define CRNN_POOL_STALL_NS 500000LL
+#define CRNN_POOL_BACKOFF_MIN_NS 50000000LL
+#define CRNN_POOL_BACKOFF_MAX_NS 2000000000LL
 
 #if defined(__x86_64__) || defined(__i386__)
 #define crnn_pause() __builtin_ia32_pause()
@@ -41,33 +63,64 @@ typedef void (*crnn_task_fn)(void *ctx, int part, int nparts);
 
 #define crnn_load(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
 #define crnn_store(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#define crnn_relaxed_load(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#define crnn_relaxed_store(p, v) __atomic_store_n(p, v, __ATOMIC_RELAXED)
 
 static struct {
     pthread_mutex_t busy;      /* held by the thread running a task */
     pthread_mutex_t mu;        /* guards sleeping workers' wake-up */
     pthread_cond_t cv;
     int started, sleeping, atfork;
+    int threads;               /* crnn_pool_set_threads(): parts a task may use */
     /* the current task, published by a seqlock on `seq` (odd while written) */
     unsigned long seq;
     crnn_task_fn fn;
     void *ctx;
     int nparts;
-    int pending;               /* parts other than 0 still running */
-    /* the barrier */
+    int pending;               /* parts other than 0 neither finished nor cancelled */
+    /* claim[id]: 2·seq while part id of task seq is open, 2·seq + 1 once a worker took it */
+    unsigned long claim[CRNN_POOL_MAX];
+    /* the barrier, and the barrier phase at which every part stops splitting */
     int arrived;
-    unsigned long phase;
-} crnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+    unsigned long phase, degrade_at;
+    /* contention: tasks run on the caller alone until calm_until */
+    long long calm_until, backoff;
+    /* counters, for tests and the benchmarks */
+    unsigned long split_tasks, stalls, degrades, cancelled;
+} crnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+               0, 0, 0, 1};
 
 /* A worker's number (its part) and the task count when it was started: it
  * must not take a task published before it ran as new, nor miss one after. */
 struct crnn_pool_arg { int id; unsigned long seq; };
 static struct crnn_pool_arg crnn_pool_args[CRNN_POOL_MAX];
 
+/* When this thread last left a barrier or started a part: its own work since. */
+static __thread long long crnn_pool_mark;
+
 static long long crnn_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A stall was seen: run on the caller alone for a while, longer each time. */
+static void crnn_pool_contended(long long now)
+{
+    long long b = crnn_relaxed_load(&crnn_pool.backoff);
+    if (b < CRNN_POOL_BACKOFF_MIN_NS)
+        b = CRNN_POOL_BACKOFF_MIN_NS;
+    crnn_relaxed_store(&crnn_pool.calm_until, now + b);
+    crnn_relaxed_store(&crnn_pool.backoff, b * 2 < CRNN_POOL_BACKOFF_MAX_NS ?
+                                               b * 2 : CRNN_POOL_BACKOFF_MAX_NS);
+    __atomic_add_fetch(&crnn_pool.stalls, 1, __ATOMIC_RELAXED);
+}
+
+static void crnn_pool_part(crnn_task_fn fn, void *ctx, int part, int nparts)
+{
+    crnn_pool_mark = crnn_now_ns();
+    fn(ctx, part, nparts);
 }
 
 static void *crnn_pool_worker(void *arg)
@@ -83,9 +136,9 @@ static void *crnn_pool_worker(void *arg)
         for (unsigned spins = 0;; spins++) {
             seq = crnn_load(&crnn_pool.seq);
             if (seq != seen && !(seq & 1)) {
-                fn = __atomic_load_n(&crnn_pool.fn, __ATOMIC_RELAXED);
-                ctx = __atomic_load_n(&crnn_pool.ctx, __ATOMIC_RELAXED);
-                nparts = __atomic_load_n(&crnn_pool.nparts, __ATOMIC_RELAXED);
+                fn = crnn_relaxed_load(&crnn_pool.fn);
+                ctx = crnn_relaxed_load(&crnn_pool.ctx);
+                nparts = crnn_relaxed_load(&crnn_pool.nparts);
                 __atomic_thread_fence(__ATOMIC_ACQUIRE);
                 if (crnn_load(&crnn_pool.seq) == seq)
                     break;
@@ -109,8 +162,13 @@ static void *crnn_pool_worker(void *arg)
         }
         seen = seq;
         if (id < nparts) {
-            fn(ctx, id, nparts);
-            __atomic_sub_fetch(&crnn_pool.pending, 1, __ATOMIC_ACQ_REL);
+            /* Take the part unless part 0 cancelled it (or the task is gone). */
+            unsigned long open = 2 * seq;
+            if (__atomic_compare_exchange_n(&crnn_pool.claim[id], &open, open + 1, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                crnn_pool_part(fn, ctx, id, nparts);
+                __atomic_sub_fetch(&crnn_pool.pending, 1, __ATOMIC_ACQ_REL);
+            }
         }
     }
     return NULL;
@@ -129,8 +187,6 @@ static void crnn_pool_atfork_child(void)
 /* Starts workers up to n − 1 (under `busy`); returns how many parts can run. */
 static int crnn_pool_grow(int n)
 {
-    if (n > CRNN_POOL_MAX)
-        n = CRNN_POOL_MAX;
     if (!crnn_pool.atfork) {
         pthread_atfork(NULL, NULL, crnn_pool_atfork_child);
         crnn_pool.atfork = 1;
@@ -153,68 +209,161 @@ static int crnn_pool_grow(int n)
     return crnn_pool.started + 1 < n ? crnn_pool.started + 1 : n;
 }
 
-static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n)
+/* The parts a task started now would get: 1 while the machine is contended. */
+static int crnn_pool_available(void)
 {
+    int n = crnn_relaxed_load(&crnn_pool.threads);
+    if (n > 1 && crnn_now_ns() < crnn_relaxed_load(&crnn_pool.calm_until))
+        return 1;
+    return n;
+}
+
+static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
+{
+    int threads = crnn_pool_available();
+    long long t0, t1, t2;
+    if (n > threads)
+        n = threads;
     if (n <= 1 || pthread_mutex_trylock(&crnn_pool.busy) != 0) {
-        fn(ctx, 0, 1);
+        crnn_pool_part(fn, ctx, 0, 1);
         return;
     }
     n = crnn_pool_grow(n);
     if (n <= 1) {
         pthread_mutex_unlock(&crnn_pool.busy);
-        fn(ctx, 0, 1);
+        crnn_pool_part(fn, ctx, 0, 1);
         return;
     }
     crnn_pool.arrived = 0;
+    crnn_relaxed_store(&crnn_pool.degrade_at, 0);
     crnn_store(&crnn_pool.pending, n - 1);
     /* seqlock write: odd, fields, even (a worker that read a torn task retries) */
     crnn_store(&crnn_pool.seq, crnn_pool.seq + 1);
     __atomic_thread_fence(__ATOMIC_RELEASE);
-    __atomic_store_n(&crnn_pool.fn, fn, __ATOMIC_RELAXED);
-    __atomic_store_n(&crnn_pool.ctx, ctx, __ATOMIC_RELAXED);
-    __atomic_store_n(&crnn_pool.nparts, n, __ATOMIC_RELAXED);
+    crnn_relaxed_store(&crnn_pool.fn, fn);
+    crnn_relaxed_store(&crnn_pool.ctx, ctx);
+    crnn_relaxed_store(&crnn_pool.nparts, n);
+    for (int id = 1; id < n; id++)
+        crnn_store(&crnn_pool.claim[id], 2 * (crnn_pool.seq + 1));
     crnn_store(&crnn_pool.seq, crnn_pool.seq + 1);
     pthread_mutex_lock(&crnn_pool.mu);
     if (crnn_pool.sleeping)
         pthread_cond_broadcast(&crnn_pool.cv);
     pthread_mutex_unlock(&crnn_pool.mu);
-    fn(ctx, 0, n);
+    crnn_relaxed_store(&crnn_pool.split_tasks, crnn_pool.split_tasks + 1);
+    t0 = crnn_now_ns();
+    crnn_pool_part(fn, ctx, 0, n);
+    t1 = crnn_now_ns();
+    if (claimable) {
+        /* Parts not started yet have nothing left to take: do not wait for them. */
+        for (int id = 1; id < n; id++) {
+            unsigned long open = 2 * crnn_pool.seq;
+            if (__atomic_compare_exchange_n(&crnn_pool.claim[id], &open, 0, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                __atomic_sub_fetch(&crnn_pool.pending, 1, __ATOMIC_ACQ_REL);
+                __atomic_add_fetch(&crnn_pool.cancelled, 1, __ATOMIC_RELAXED);
+            }
+        }
+    }
     for (unsigned spins = 1; crnn_load(&crnn_pool.pending) != 0; spins++) {
         crnn_pause();
         if ((spins & 4095) == 0)
             sched_yield();   /* a worker was descheduled: let it run */
     }
+    t2 = crnn_now_ns();
+    if (t2 - t1 > CRNN_POOL_STALL_NS && t2 - t1 > t1 - t0)
+        crnn_pool_contended(t2);
+    else if (t2 > crnn_relaxed_load(&crnn_pool.calm_until) + CRNN_POOL_BACKOFF_MAX_NS)
+        crnn_relaxed_store(&crnn_pool.backoff, 0);     /* long calm: forget old stalls */
     pthread_mutex_unlock(&crnn_pool.busy);
 }
 
-/* Every part of the running task waits here until all nparts have arrived. */
-static void crnn_pool_barrier(int nparts)
+/* Every part of the running task waits here until all nparts have arrived.
+ * Returns 1 to go on splitting; 0 when the task is to stop splitting (every
+ * part gets the same answer at the same barrier): part 0 then does the rest
+ * of the work alone and the others return. */
+static int crnn_pool_sync(int nparts)
 {
-    unsigned long phase;
+    unsigned long phase, stop;
+    long long arrival, now;
     if (nparts <= 1)
-        return;
+        return 1;
     phase = crnn_load(&crnn_pool.phase);
     if (__atomic_add_fetch(&crnn_pool.arrived, 1, __ATOMIC_ACQ_REL) == nparts) {
-        __atomic_store_n(&crnn_pool.arrived, 0, __ATOMIC_RELAXED);
+        crnn_relaxed_store(&crnn_pool.arrived, 0);
         crnn_store(&crnn_pool.phase, phase + 1);
-        return;
+    } else {
+        arrival = crnn_now_ns();
+        for (unsigned spins = 1; crnn_load(&crnn_pool.phase) == phase; spins++) {
+            crnn_pause();
+            if ((spins & 1023) == 0) {
+                now = crnn_now_ns();
+                if (now - arrival > CRNN_POOL_STALL_NS &&
+                        now - arrival > arrival - crnn_pool_mark) {
+                    /* Stop at the next barrier: every part has arrived there
+                     * after this store, so all of them read it. */
+                    unsigned long zero = 0;
+                    if (__atomic_compare_exchange_n(&crnn_pool.degrade_at, &zero, phase + 2, 0,
+                                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                        crnn_pool_contended(now);
+                }
+                if ((spins & 4095) == 0)
+                    sched_yield();
+            }
+        }
     }
-    for (unsigned spins = 1; crnn_load(&crnn_pool.phase) == phase; spins++) {
-        crnn_pause();
-        if ((spins & 4095) == 0)
-            sched_yield();
+    crnn_pool_mark = crnn_now_ns();
+    stop = crnn_load(&crnn_pool.degrade_at);
+    if (stop != 0 && stop <= phase + 1) {
+        __atomic_add_fetch(&crnn_pool.degrades, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return 1;
+}
+
+static void crnn_pool_set_threads(int n)
+{
+    crnn_relaxed_store(&crnn_pool.threads, n < 1 ? 1 : n > CRNN_POOL_MAX ? CRNN_POOL_MAX : n);
+}
+
+static int crnn_pool_threads(void) { return crnn_relaxed_load(&crnn_pool.threads); }
+
+/* counters: 0 split tasks, 1 stalls, 2 degraded loops, 3 cancelled parts */
+static unsigned long crnn_pool_counter(int which)
+{
+    switch (which) {
+    case 0: return crnn_relaxed_load(&crnn_pool.split_tasks);
+    case 1: return crnn_relaxed_load(&crnn_pool.stalls);
+    case 2: return crnn_relaxed_load(&crnn_pool.degrades) ;
+    default: return crnn_relaxed_load(&crnn_pool.cancelled);
     }
 }
+
+/* Forget contention (tests, benchmarks): threads are used again at once. */
+static void crnn_pool_calm(void)
+{
+    crnn_relaxed_store(&crnn_pool.calm_until, 0);
+    crnn_relaxed_store(&crnn_pool.backoff, 0);
+}
+
+#define CRNN_HAVE_POOL 1
 
 #else /* no POSIX threads: every task runs on the calling thread */
 
-static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n)
+static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
 {
     (void)n;
+    (void)claimable;
     fn(ctx, 0, 1);
 }
 
-static void crnn_pool_barrier(int nparts) { (void)nparts; }
+static int crnn_pool_sync(int nparts) { (void)nparts; return 1; }
+static void crnn_pool_set_threads(int n) { (void)n; }
+static int crnn_pool_threads(void) { return 1; }
+static int crnn_pool_available(void) { return 1; }
+static unsigned long crnn_pool_counter(int which) { (void)which; return 0; }
+static void crnn_pool_calm(void) {}
+#define CRNN_HAVE_POOL 0
 
 #endif
 

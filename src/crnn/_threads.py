@@ -1,14 +1,28 @@
-"""How many threads crnn's own time loops use.
+"""How many threads crnn uses, and the BLAS thread control behind it.
 
-The recurrent steps of a forward pass and of BPTT are split over crnn's own
-worker threads (BLAS's threads run the large products between them). The
-default is the number of CPUs this process may run on, or the environment
-variable ``CRNN_NUM_THREADS`` when it is set.
+A call into the engine splits its work (blocks of the large products, the
+time loops, the pointwise passes) over crnn's own worker threads, each
+block one single-threaded BLAS call; during the call the BLAS is held at one
+thread (``_blasthreads.h`` says why). The threads used are the smallest of
+:func:`set_num_threads`'s value and the BLAS's own thread count, so
+threadpoolctl's ``threadpool_limits`` (and ``OPENBLAS_NUM_THREADS``) limit
+crnn too. The default is the number of CPUs this process may run on, or the
+environment variable ``CRNN_NUM_THREADS`` when it is set.
 """
 
+import glob
 import os
 
-from crnn import _elman
+from crnn import _engine
+
+# (get, set) thread-count functions of the BLAS libraries scipy may be built on.
+_BLAS_CONTROLS = (
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("MKL_Get_Max_Threads", "MKL_Set_Num_Threads"),
+)
 
 
 def _cpu_count() -> int:
@@ -18,9 +32,40 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def _find_blas_control():
+    """Addresses of the get/set thread functions of the BLAS that
+    scipy.linalg.cython_blas calls, or (0, 0) when it has none crnn knows."""
+    import ctypes
+    from scipy.linalg import cython_blas  # type: ignore[import-untyped]
+
+    # dlsym on cython_blas's own handle searches the libraries it links: exactly its BLAS.
+    candidates = [cython_blas.__file__]
+    # Windows' GetProcAddress searches one DLL only: look where scipy's wheels put theirs.
+    scipy_dir = os.path.dirname(os.path.dirname(os.path.abspath(cython_blas.__file__)))
+    for folder in (os.path.join(os.path.dirname(scipy_dir), "scipy.libs"),
+                   os.path.join(scipy_dir, ".libs"), os.path.join(scipy_dir, ".dylibs")):
+        candidates += sorted(glob.glob(os.path.join(folder, "*openblas*")))
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get, set_ in _BLAS_CONTROLS:
+            try:
+                fget, fset = getattr(lib, get), getattr(lib, set_)
+            except AttributeError:
+                continue
+            return (ctypes.cast(fget, ctypes.c_void_p).value,
+                    ctypes.cast(fset, ctypes.c_void_p).value)
+    return 0, 0
+
+
 def _check(n: object, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name}: expected a positive integer, got {n!r} "
+                        f"of type {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {n!r}")
     return n
 
 
@@ -28,17 +73,22 @@ _num_threads = 1
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (a positive int) in crnn's time loops; 1 runs them on the caller's thread.
+    """Use up to ``n`` threads (a positive int) in every computation; 1 runs on the caller's thread.
 
-    This does not change BLAS's own thread count (use threadpoolctl for that).
+    ``n`` is capped at the CPUs this process may run on. The threads really
+    used are at most the BLAS's own thread count too (threadpoolctl's
+    ``threadpool_limits`` and ``OPENBLAS_NUM_THREADS`` limit crnn as well).
+    Under load from other processes crnn falls back to one thread for a
+    while, and tries again later.
     """
     global _num_threads
-    _num_threads = _check(n, "n")
-    _elman._set_num_threads(_num_threads)
+    n = min(_check(n, "n"), _cpu_count(), _engine.max_threads())
+    _engine.set_num_threads(n)
+    _num_threads = n
 
 
 def get_num_threads() -> int:
-    """The number of threads crnn's time loops use."""
+    """The number of threads crnn may use (see :func:`set_num_threads`)."""
     return _num_threads
 
 
@@ -48,9 +98,10 @@ def _default() -> int:
         return _cpu_count()
     try:
         return _check(int(env), "CRNN_NUM_THREADS")
-    except ValueError:
+    except (TypeError, ValueError):
         raise ValueError(
             f"CRNN_NUM_THREADS must be a positive integer, got {env!r}") from None
 
 
+_engine.set_blas_control(*_find_blas_control())
 set_num_threads(_default())

@@ -10,38 +10,35 @@ import numpy as np
 import numpy.typing as npt
 
 from crnn.callbacks import Callback
+from crnn.layers import Stack
 from crnn.optim import Optimizer
 
-__all__ = ["RNN", "load"]
+__all__ = ["RNN", "LSTM", "GRU", "load"]
 
 _Floats = npt.NDArray[np.floating[Any]]
 _Seed = int | np.random.Generator | None
 _Path = str | PathLike[str]
+# A state: an array, or for the LSTM a pair (h, c).
+_State = _Floats | tuple[_Floats, _Floats]
+_StateIn = npt.ArrayLike | tuple[npt.ArrayLike | None, npt.ArrayLike | None]
 
-class RNN:
+class _Network:
     input_size: int
     hidden_size: int
     output_size: int
-    nonlinearity: Literal["tanh", "relu"]
+    num_layers: int
+    bidirectional: bool
+    dropout: float
     output: Literal["softmax", "linear"]
     dtype: np.dtype[np.floating[Any]]
     params: dict[str, _Floats]
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        output_size: int,
-        *,
-        nonlinearity: Literal["tanh", "relu"] = "tanh",
-        output: Literal["softmax", "linear"] = "softmax",
-        dtype: npt.DTypeLike = "float32",
-        seed: _Seed = None,
-    ) -> None: ...
+    @property
+    def stack(self) -> Stack: ...
     def forward(
-        self, x: npt.ArrayLike, h0: npt.ArrayLike | None = None, lengths: npt.ArrayLike | None = None
-    ) -> tuple[_Floats, _Floats]: ...
+        self, x: npt.ArrayLike, h0: _StateIn | None = None, lengths: npt.ArrayLike | None = None
+    ) -> tuple[_Floats, _State]: ...
     def predict(self, x: npt.ArrayLike, lengths: npt.ArrayLike | None = None) -> _Floats: ...
-    def step(self, x_t: npt.ArrayLike, h: npt.ArrayLike | None = None) -> tuple[_Floats, _Floats]: ...
+    def step(self, x_t: npt.ArrayLike, h: _StateIn | None = None) -> tuple[_Floats, _State]: ...
     def generate(
         self,
         length: int,
@@ -55,44 +52,51 @@ class RNN:
         self,
         x: npt.ArrayLike,
         target: npt.ArrayLike,
-        h0: npt.ArrayLike | None = None,
+        h0: _StateIn | None = None,
         lengths: npt.ArrayLike | None = None,
         reduction: Literal["mean", "sum"] = "mean",
         return_hidden_grads: Literal[False] = False,
-    ) -> tuple[float, dict[str, _Floats], _Floats]: ...
+        *,
+        seed: _Seed = None,
+    ) -> tuple[float, dict[str, _Floats], _State]: ...
     @overload
     def loss_and_grad(
         self,
         x: npt.ArrayLike,
         target: npt.ArrayLike,
-        h0: npt.ArrayLike | None = None,
+        h0: _StateIn | None = None,
         lengths: npt.ArrayLike | None = None,
         reduction: Literal["mean", "sum"] = "mean",
         *,
         return_hidden_grads: Literal[True],
-    ) -> tuple[float, dict[str, _Floats], _Floats, npt.NDArray[np.float64]]: ...
+        seed: _Seed = None,
+    ) -> tuple[float, dict[str, _Floats], _State, npt.NDArray[np.float64]]: ...
     @overload
     def loss_and_grad(
         self,
         x: npt.ArrayLike,
         target: npt.ArrayLike,
-        h0: npt.ArrayLike | None,
+        h0: _StateIn | None,
         lengths: npt.ArrayLike | None,
         reduction: Literal["mean", "sum"],
         return_hidden_grads: Literal[True],
-    ) -> tuple[float, dict[str, _Floats], _Floats, npt.NDArray[np.float64]]: ...
+        *,
+        seed: _Seed = None,
+    ) -> tuple[float, dict[str, _Floats], _State, npt.NDArray[np.float64]]: ...
     @overload
     def loss_and_grad(
         self,
         x: npt.ArrayLike,
         target: npt.ArrayLike,
-        h0: npt.ArrayLike | None = None,
+        h0: _StateIn | None = None,
         lengths: npt.ArrayLike | None = None,
         reduction: Literal["mean", "sum"] = "mean",
         return_hidden_grads: bool = False,
+        *,
+        seed: _Seed = None,
     ) -> (
-        tuple[float, dict[str, _Floats], _Floats]
-        | tuple[float, dict[str, _Floats], _Floats, npt.NDArray[np.float64]]
+        tuple[float, dict[str, _Floats], _State]
+        | tuple[float, dict[str, _Floats], _State, npt.NDArray[np.float64]]
     ): ...
     def fit(
         self,
@@ -117,4 +121,51 @@ class RNN:
     ) -> dict[str, list[float]]: ...
     def save(self, path: _Path) -> None: ...
 
-def load(path: _Path) -> RNN: ...
+class RNN(_Network):
+    nonlinearity: Literal["tanh", "relu"]
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        nonlinearity: Literal["tanh", "relu"] = "tanh",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: Literal["softmax", "linear"] = "softmax",
+        dtype: npt.DTypeLike = "float32",
+        seed: _Seed = None,
+    ) -> None: ...
+
+class LSTM(_Network):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: Literal["softmax", "linear"] = "softmax",
+        dtype: npt.DTypeLike = "float32",
+        seed: _Seed = None,
+    ) -> None: ...
+
+class GRU(_Network):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        output: Literal["softmax", "linear"] = "softmax",
+        dtype: npt.DTypeLike = "float32",
+        seed: _Seed = None,
+    ) -> None: ...
+
+def load(path: _Path) -> RNN | LSTM | GRU: ...

@@ -1,30 +1,34 @@
-/* The recurrent step's matrix product, C (m×n) [+]= A (m×k) · B (k×n), with B
- * packed once per call into column panels.
+/* The per-step recurrent product, C (m×n) [+]= A (m×k) · B (k×n), with B —
+ * W_h, in one of its two orientations — packed once per call into column
+ * panels and reused for all T steps ("persistent weights", as oneDNN's RNN
+ * primitive does with cblas_sgemm_pack).
  *
- * Each time step multiplies a few batch rows by the same H×H matrix. Through
- * BLAS every one of those small calls repacks all of W_h and (above a size)
- * wakes BLAS's threads; here W_h is packed once for all T steps, and the
- * product of a step runs on the calling thread, so that crnn can give whole
- * blocks of batch rows to its own threads (rows are independent sequences,
- * so the time loop of a block needs no synchronisation).
+ * Each time step multiplies a few batch rows by the same matrix. Through
+ * BLAS every one of those small calls repacks all of W_h; here it is packed
+ * once, and the product of a step runs on the calling thread, so that the
+ * driver can split a step by hidden units or batch rows over crnn's own
+ * threads.
  *
  * Packed layout: panel q holds columns [q·NR, q·NR + NR) of B, row after row
  * (k rows of NR values, zero past column n). The micro-kernel keeps an MR×NR
  * block of C in vector registers and, for each p < k, adds A[i, p] times row
  * p of the panel: NR/W vector loads feed MR·NR/W fused multiply-adds.
  *
- * With GCC or Clang on x86-64 the kernels are built for AVX-512, AVX2+FMA and
- * the SSE2 baseline, and crnn_gemm_init() picks the best the CPU has; other
- * targets get the baseline (128-bit vectors). Compilers without vector
- * extensions (MSVC) get none: CRNN_HAVE_GEMM is 0 and crnn uses BLAS.
+ * With GCC or Clang the kernels are built for the baseline (128-bit GCC
+ * vectors: SSE2, NEON) and, on x86-64, for AVX2+FMA and AVX-512;
+ * crnn_gemm_init() picks the best the CPU has and crnn_gemm_select() forces
+ * a level (for tests). Compilers without vector extensions (MSVC), or a
+ * build with CRNN_NO_KERNEL defined (setup.py: CRNN_NO_KERNEL=1), get none:
+ * CRNN_HAVE_GEMM is 0 and the driver calls BLAS for every step instead.
  */
-#ifndef CRNN_GEMM_H
-#define CRNN_GEMM_H
+#ifndef CRNN_RECURRENT_H
+#define CRNN_RECURRENT_H
 
 #include <stddef.h>
 #include <string.h>
+#include "_fastmath.h"
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CRNN_NO_KERNEL)
 #define CRNN_HAVE_GEMM 1
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__clang__) || __GNUC__ >= 8)
@@ -46,8 +50,8 @@
 #define CRNN_DEFINE_GEMM(NAME, T, W, MR, NV, ATTR)                                        \
 typedef T NAME##_v __attribute__((vector_size((W) * sizeof(T)), aligned(sizeof(T))));     \
                                                                                           \
-static ATTR void NAME##_pack(const T *restrict B, ptrdiff_t k, ptrdiff_t n, ptrdiff_t rs,  \
-                             ptrdiff_t cs, T *restrict P)                                 \
+static ATTR void NAME##_pack(const T *CRNN_RESTRICT B, ptrdiff_t k, ptrdiff_t n, ptrdiff_t rs,  \
+                             ptrdiff_t cs, T *CRNN_RESTRICT P)                                 \
 {                                                                                         \
     const ptrdiff_t NR = (W) * (NV);                                                      \
     for (ptrdiff_t j0 = 0; j0 < n; j0 += NR, P += k * NR) {                               \
@@ -66,8 +70,8 @@ static ATTR void NAME##_pack(const T *restrict B, ptrdiff_t k, ptrdiff_t n, ptrd
                                                                                           \
 /* One block of `mr` (a constant after inlining) rows against one panel. */               \
 static inline __attribute__((always_inline)) ATTR void NAME##_block(                      \
-    const int mr, ptrdiff_t k, const T *restrict A, ptrdiff_t rs, ptrdiff_t cs,           \
-    const T *restrict P, T *restrict C, ptrdiff_t ldc, ptrdiff_t nr, int accumulate)       \
+    const int mr, ptrdiff_t k, const T *CRNN_RESTRICT A, ptrdiff_t rs, ptrdiff_t cs,           \
+    const T *CRNN_RESTRICT P, T *CRNN_RESTRICT C, ptrdiff_t ldc, ptrdiff_t nr, int accumulate)       \
 {                                                                                         \
     NAME##_v acc[MR][NV];                                                                 \
     for (int r = 0; r < mr; r++)                                                          \
@@ -100,9 +104,9 @@ static inline __attribute__((always_inline)) ATTR void NAME##_block(            
 }                                                                                         \
                                                                                           \
 /* C (m×n, row stride ldc) = A·B [+ C], B packed in P (panel stride ps). */               \
-static ATTR void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *restrict A,         \
-                      ptrdiff_t rs, ptrdiff_t cs, const T *restrict P, ptrdiff_t ps,      \
-                      T *restrict C, ptrdiff_t ldc, int accumulate)                       \
+static ATTR void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *CRNN_RESTRICT A,         \
+                      ptrdiff_t rs, ptrdiff_t cs, const T *CRNN_RESTRICT P, ptrdiff_t ps,      \
+                      T *CRNN_RESTRICT C, ptrdiff_t ldc, int accumulate)                       \
 {                                                                                         \
     const ptrdiff_t NR = (W) * (NV);                                                      \
     for (ptrdiff_t i0 = 0; i0 < m; i0 += CRNN_GEMM_MC) {                                  \
@@ -145,28 +149,56 @@ typedef void (*crnn_sgemm_fn)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, pt
 typedef void (*crnn_dgemm_fn)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
                               ptrdiff_t, const double *, ptrdiff_t, double *, ptrdiff_t, int);
 
-/* The chosen level: set once by crnn_gemm_init() at import, read-only after. */
+/* The chosen level: set by crnn_gemm_init() at import (or crnn_gemm_select()
+ * in tests, between calls), read-only while the kernels run. */
 static struct {
     crnn_spack_fn spack; crnn_sgemm_fn sgemm; ptrdiff_t snr;
     crnn_dpack_fn dpack; crnn_dgemm_fn dgemm; ptrdiff_t dnr;
-    const char *name;
+    const char *name; int level;
 } crnn_gemm_impl = {crnn_sgemm_base_pack, crnn_sgemm_base, 8,
-                    crnn_dgemm_base_pack, crnn_dgemm_base, 4, "sse2"};
+                    crnn_dgemm_base_pack, crnn_dgemm_base, 4, "sse2", 0};
 
-static void crnn_gemm_init(void)
+/* The best level this CPU runs: 0 baseline, 1 AVX2+FMA, 2 AVX-512. */
+static int crnn_gemm_best(void)
 {
 #if CRNN_GEMM_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+#endif
+    return 0;
+}
+
+/* Use level `level` (0..2); returns 0, changing nothing, if the CPU lacks it. */
+static int crnn_gemm_select(int level)
+{
+    if (level < 0 || level > crnn_gemm_best())
+        return 0;
+#if CRNN_GEMM_X86
+    if (level == 2) {
         crnn_gemm_impl.spack = crnn_sgemm_avx512_pack; crnn_gemm_impl.sgemm = crnn_sgemm_avx512;
         crnn_gemm_impl.dpack = crnn_dgemm_avx512_pack; crnn_gemm_impl.dgemm = crnn_dgemm_avx512;
         crnn_gemm_impl.snr = 64; crnn_gemm_impl.dnr = 32; crnn_gemm_impl.name = "avx512";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    } else if (level == 1) {
         crnn_gemm_impl.spack = crnn_sgemm_avx2_pack; crnn_gemm_impl.sgemm = crnn_sgemm_avx2;
         crnn_gemm_impl.dpack = crnn_dgemm_avx2_pack; crnn_gemm_impl.dgemm = crnn_dgemm_avx2;
         crnn_gemm_impl.snr = 16; crnn_gemm_impl.dnr = 8; crnn_gemm_impl.name = "avx2";
-    }
+    } else
 #endif
+    {
+        crnn_gemm_impl.spack = crnn_sgemm_base_pack; crnn_gemm_impl.sgemm = crnn_sgemm_base;
+        crnn_gemm_impl.dpack = crnn_dgemm_base_pack; crnn_gemm_impl.dgemm = crnn_dgemm_base;
+        crnn_gemm_impl.snr = 8; crnn_gemm_impl.dnr = 4; crnn_gemm_impl.name = "sse2";
+    }
+    crnn_gemm_impl.level = level;
+    return 1;
+}
+
+static void crnn_gemm_init(void)
+{
+    crnn_gemm_select(crnn_gemm_best());
 }
 
 #define crnn_spack(B, k, n, rs, cs, P) crnn_gemm_impl.spack(B, k, n, rs, cs, P)
@@ -178,8 +210,9 @@ static void crnn_gemm_init(void)
 #define crnn_gemm_snr() (crnn_gemm_impl.snr)
 #define crnn_gemm_dnr() (crnn_gemm_impl.dnr)
 #define crnn_gemm_name() (crnn_gemm_impl.name)
+#define crnn_gemm_level() (crnn_gemm_impl.level)
 
-#else /* no vector extensions: the callers take their BLAS path */
+#else /* no vector extensions, or CRNN_NO_KERNEL: the driver takes its BLAS path */
 #define CRNN_HAVE_GEMM 0
 #define crnn_gemm_init() ((void)0)
 #define crnn_spack(B, k, n, rs, cs, P) ((void)0)
@@ -189,6 +222,9 @@ static void crnn_gemm_init(void)
 #define crnn_gemm_snr() ((ptrdiff_t)1)
 #define crnn_gemm_dnr() ((ptrdiff_t)1)
 #define crnn_gemm_name() "blas"
+#define crnn_gemm_level() 0
+#define crnn_gemm_best() 0
+#define crnn_gemm_select(level) ((level) == 0)
 #endif
 
 #endif
