@@ -22,13 +22,24 @@ KINK_MARGIN = 0.02
 
 # --- an independent reference for ∂L/∂h_t ------------------------------------------------------
 
+def _run_sequence(p, x, b, h0b, n, nonlinearity):
+    """Elman forward over the first n steps of sequence b: pre-activations, states."""
+    D = p["W_x"].shape[1]
+    hs, pre = [np.array(h0b, dtype=np.float64)], []
+    for t in range(n):
+        a = p["W_x"] @ ref._input_vector(x, t, b, D) + p["W_h"] @ hs[-1] + p["b_h"]
+        pre.append(a)
+        hs.append(ref._act(a, nonlinearity))
+    return pre, hs
+
+
 def _setup(params, x, target, h0, lengths, output, reduction):
-    p = ref._as64(params)
+    p = {k: np.array(params[k], dtype=np.float64) for k in PARAM_NAMES}
     x = np.asarray(x)
     T, B = x.shape[:2]
     H = p["W_h"].shape[0]
     h0 = np.zeros((B, H)) if h0 is None else np.asarray(h0, dtype=np.float64)
-    lens = ref._lengths(lengths, T, B)
+    lens = [T] * B if lengths is None else [int(v) for v in np.asarray(lengths)]
     target = np.asarray(target)
     per_step = target.ndim == (2 if output == "softmax" else 3)
     count = sum(lens) if per_step else B
@@ -44,7 +55,7 @@ def hidden_grads_ref(params, x, target, h0=None, lengths=None, nonlinearity="tan
     dh_all = np.zeros((T, B, H))
     for b in range(B):
         n = lens[b]
-        pre, hs, _ = ref._run_sequence(p, x, b, h0[b], n, nonlinearity)
+        pre, hs = _run_sequence(p, x, b, h0[b], n, nonlinearity)
         dh_next = np.zeros(H)
         for t in range(n - 1, -1, -1):
             dh = dh_next.copy()

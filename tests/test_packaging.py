@@ -37,7 +37,7 @@ def test_public_api_is_exported():
 
 def test_typing_marker_and_stubs_ship():
     assert (PACKAGE / "py.typed").is_file()
-    for module in ("_elman", "_ops"):
+    for module in ("_engine", "_ops", "model", "layers"):
         assert (PACKAGE / f"{module}.pyi").is_file(), module
 
 
@@ -55,7 +55,7 @@ def test_imported_from_the_installed_distribution():
 def test_wheel_holds_no_sources():
     # The Cython sources and the generated C belong in the sdist, not the wheel.
     names = {Path(str(f)).name for f in _distribution().files or ()}
-    assert not {n for n in names if n.endswith((".pyx", ".pxd", ".c", ".h"))}
+    assert not {n for n in names if n.endswith((".pyx", ".pxd", ".pxi", ".c", ".h"))}
 
 
 @pytest.mark.skipif(not INSTALLED, reason="set CRNN_TEST_INSTALLED=1 to test an installed wheel")
