@@ -78,3 +78,19 @@ def assert_params_bitwise_equal(params, before):
 def tol(dtype):
     """(rtol, atol) for comparing crnn with the float64 reference."""
     return (1e-10, 1e-12) if np.dtype(dtype) == np.float64 else (1e-4, 1e-5)
+
+
+# The oracle tests (test_oracle.py) record their worst relative error here; the
+# terminal summary reports it, for the record.
+_ORACLE_WORST = []
+
+
+def record_oracle_error(err):
+    _ORACLE_WORST.append(float(err))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ORACLE_WORST:
+        terminalreporter.write_line(
+            f"oracle: worst relative error against PyTorch {max(_ORACLE_WORST):.2e} "
+            f"over {len(_ORACLE_WORST)} configurations")
