@@ -1,9 +1,14 @@
-"""crnn's own threads: the split time loops, projections and weight gradients.
+"""crnn's own threads, crnn's kernel at each ISA level, and the BLAS-only path.
 
-A step is split over crnn's threads by column panels of the state (one
-barrier per time step), by batch rows, or by time-step rows (the weight
-gradients, summed per thread); which one depends on the sizes. Every split
-must give the single-thread answer, and that answer the numpy reference's.
+A time loop runs whole, split by hidden units (one barrier per step), by
+batch rows, or, bidirectional, as a pair of directions; the all-steps
+products are blocks of single-threaded BLAS calls on crnn's threads. Every
+split, every level of the per-step kernel and of the float32 cells, and
+BLAS for the per-step products must give the single-thread answer, and that
+the numpy reference's. Each test forces its path and asserts from the
+engine's counters that the path really ran. A stall at a barrier (a core
+taken by another process, simulated here) must hand the rest of the loop to
+one thread and keep the next calls on one thread until the machine is calm.
 """
 
 import multiprocessing
@@ -14,73 +19,183 @@ import numpy as np
 import pytest
 
 import crnn
+from crnn import _engine
 import _reference as ref
 from conftest import PARAM_NAMES, make_case, make_model, rng_for, tol
 
-# (T, B, D, H, O): sizes that take each split (panels are 16-64 columns wide,
-# so H = 130 and 300 are split by columns with a ragged last panel; H = 64
-# with B = 32 by rows; B = 1 and H = 100 runs whole; the last one is large
-# enough for the projections to be split by rows and the weight gradients by
-# time steps), with tails everywhere.
-SHAPES = [(5, 6, 9, 130, 7), (4, 32, 5, 64, 33), (7, 3, 11, 300, 5), (6, 1, 4, 100, 3),
-          (3, 13, 200, 96, 150), (25, 16, 200, 128, 200)]
+CLASSES = {"rnn": crnn.RNN, "lstm": crnn.LSTM, "gru": crnn.GRU}
+# (T, B, D, H, O): units need two panels or more (panels are 8-64 columns
+# wide), rows need more than one block of 4 rows; tails everywhere.
+SHAPE = (7, 13, 9, 130, 7)
 
 
 @pytest.fixture
 def threads():
-    """Sets crnn's thread count for one test, and restores it."""
+    """Sets crnn's thread count for one test, and restores it and every override."""
     before = crnn.get_num_threads()
     yield crnn.set_num_threads
     crnn.set_num_threads(before)
+    _engine.force_split(None)
+    _engine.test_stall(0)
+    _engine.set_kernel(_engine.kernels()[-1])
+    _engine.set_cell_level(_engine.cell_levels()[-1])
+    _engine.calm()
 
 
-def _call(model, case, norms=False):
-    kw = dict(h0=case["h0"], lengths=case["lengths"], reduction="sum")
-    if norms:
-        kw["return_hidden_grads"] = True
-    out = model.loss_and_grad(case["x"], case["target"], **kw)
-    y, h_last = model.forward(case["x"], h0=case["h0"], lengths=case["lengths"])
-    return out, y, h_last
+def _counted(f, *, calm=True):
+    """f()'s result and how the engine's counters moved while it ran.
+
+    A machine event can stall a worker (a vCPU slow to wake, another process),
+    and a stall rightly changes the path that runs: with ``calm``, run again
+    (up to 5 times) until a run sees no stall.
+    """
+    for attempt in range(5 if calm else 1):
+        if calm:
+            _engine.calm()
+        before = _engine.counters()
+        out = f()
+        after = _engine.counters()
+        ran = {k: after[k] - before[k] for k in after}
+        if not calm or ran["stalls"] == 0:
+            break
+    return out, ran
+
+
+def _case(cell, dtype, *, bi=False, key=""):
+    T, B, D, H, O = SHAPE
+    rng = rng_for("parallel", cell, dtype, bi, key)
+    model = CLASSES[cell](D, H, O, num_layers=2, bidirectional=bi, dtype=dtype,
+                          seed=int(rng.integers(1 << 30)))
+    case = make_case(rng, T, B, D, H, O, lengths=True, h0=False, dtype=dtype)
+    return model, case
+
+
+def _call(model, case):
+    loss, grads, h, norms = model.loss_and_grad(case["x"], case["target"],
+                                                lengths=case["lengths"], reduction="sum",
+                                                return_hidden_grads=True)
+    y, _ = model.forward(case["x"], lengths=case["lengths"])
+    return loss, grads, norms, y
+
+
+def _same(a, b, dtype, vs):
+    rtol, atol = (1e-12, 1e-13) if dtype == "float64" else (2e-4, 2e-5)
+    if vs == "reference":
+        rtol, atol = tol(dtype)
+        rtol, atol = rtol * 10, atol * 10
+    la, ga = a[0], a[1]
+    lb, gb = b[0], b[1]
+    np.testing.assert_allclose(la, lb, rtol=rtol)
+    for k in gb:
+        scale = max(1.0, float(np.abs(gb[k]).max()))
+        np.testing.assert_allclose(ga[k], gb[k], rtol=rtol, atol=atol * scale, err_msg=k)
+    if len(b) > 2:
+        np.testing.assert_allclose(a[2], b[2], rtol=rtol, atol=atol, err_msg="norms")
+        np.testing.assert_allclose(a[3], b[3], rtol=rtol, atol=atol, err_msg="y")
+
+
+def _reference(model, case, cell):
+    loss, grads, _ = ref.loss_and_grad(model.params, case["x"], case["target"],
+                                       lengths=case["lengths"], reduction="sum", cell=cell,
+                                       num_layers=model.num_layers,
+                                       bidirectional=model.bidirectional)
+    return loss, grads
+
+
+SPLITS = [("whole", False), ("units", False), ("rows", False), ("pairs", True),
+          ("units", True), ("rows", True)]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("opts", ["plain", "tokens+lengths", "per-seq+h0", "relu+linear"])
-@pytest.mark.parametrize("n", [2, 3])
-def test_threads_match_one_thread_and_reference(threads, dtype, shape, opts, n):
-    T, B, D, H, O = shape
-    rng = rng_for("parallel", dtype, shape, opts)
-    output = "linear" if opts == "relu+linear" else "softmax"
-    nonlin = "relu" if opts == "relu+linear" else "tanh"
-    model = make_model(D, H, O, nonlinearity=nonlin, output=output, dtype=dtype, rng=rng)
-    case = make_case(rng, T, B, D, H, O, tokens="tokens" in opts, output=output,
-                     per_step=opts != "per-seq+h0", lengths="lengths" in opts,
-                     h0="h0" in opts, dtype=dtype)
+@pytest.mark.parametrize("split,bi", SPLITS, ids=[f"{s}-{'bi' if b else 'uni'}" for s, b in SPLITS])
+@pytest.mark.parametrize("cell", list(CLASSES))
+def test_every_split_matches_one_thread_and_reference(threads, cell, split, bi, dtype):
+    if crnn._engine.max_threads() < 2:
+        pytest.skip("no worker threads on this platform")
+    model, case = _case(cell, dtype, bi=bi)
     threads(1)
-    (loss1, g1, h1, *rest1), y1, hl1 = _call(model, case, norms=True)
-    threads(n)
-    (loss2, g2, h2, *rest2), y2, hl2 = _call(model, case, norms=True)
-    # The weight gradients are summed in a different order (per thread, then
-    # added): float32 rounding noise, relative to the gradient's scale.
-    rtol, atol = (1e-12, 1e-13) if dtype == "float64" else (1e-4, 1e-5)
-    np.testing.assert_allclose(loss2, loss1, rtol=rtol)
-    for k in PARAM_NAMES:
-        scale = max(1.0, float(np.abs(g1[k]).max()))
-        np.testing.assert_allclose(g2[k], g1[k], rtol=rtol, atol=atol * scale, err_msg=k)
-    np.testing.assert_allclose(h2, h1, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(y2, y1, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(hl2, hl1, rtol=rtol, atol=atol)
-    np.testing.assert_allclose(rest2[0], rest1[0], rtol=rtol, atol=atol)  # ‖∂L/∂h_t‖
-    rloss, rgrads, rh = ref.loss_and_grad(model.params, case["x"], case["target"],
-                                          h0=case["h0"], lengths=case["lengths"],
-                                          nonlinearity=nonlin, output=output,
-                                          reduction="sum")
-    rtol, atol = tol(dtype)
-    np.testing.assert_allclose(loss2, rloss, rtol=rtol * 10)
-    for k in PARAM_NAMES:
-        scale = max(1.0, float(np.abs(rgrads[k]).max()))
-        np.testing.assert_allclose(g2[k], rgrads[k], rtol=rtol * 10, atol=atol * 10 * scale,
-                                   err_msg=k)
+    one = _call(model, case)
+    threads(2)
+    _engine.force_split(split)
+    _engine.calm()
+    two, ran = _counted(lambda: _call(model, case))
+    # 2 layers, each a forward and a backward loop per direction, then forward again
+    loops = 6 * (2 if bi else 1)
+    assert ran[split] == (loops // 2 if split == "pairs" else loops), ran
+    if split != "whole":
+        assert ran["split_tasks"] >= loops // (2 if split == "pairs" else 1), ran
+    _same(two, one, dtype, "one thread")
+    _same(two, _reference(model, case, cell), dtype, "reference")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kernel", _engine.kernels())
+@pytest.mark.parametrize("cell", list(CLASSES))
+def test_every_kernel_level_matches_reference(threads, cell, kernel, dtype):
+    """crnn's per-step kernel at every ISA level the CPU has, and BLAS instead of it."""
+    model, case = _case(cell, dtype, key="kernel")
+    threads(1)
+    _engine.set_kernel(kernel)
+    assert _engine.kernel() == kernel
+    got, ran = _counted(lambda: _call(model, case))
+    assert ran["kernel_" + kernel] == 6 and ran["whole"] == 6, ran
+    _same(got, _reference(model, case, cell), dtype, "reference")
+
+
+@pytest.mark.parametrize("level", _engine.cell_levels())
+@pytest.mark.parametrize("cell", list(CLASSES))
+def test_every_cell_level_matches_reference(threads, cell, level):
+    """The float32 cells and softmax passes at every ISA level the CPU has."""
+    model, case = _case(cell, "float32", key="cells")
+    _engine.set_cell_level(level)
+    got, ran = _counted(lambda: _call(model, case))
+    assert ran["cells_" + level] == 6, ran
+    _same(got, _reference(model, case, cell), "float32", "reference")
+
+
+@pytest.mark.parametrize("cell", list(CLASSES))
+def test_a_stall_hands_the_loop_to_one_thread_and_later_calls_stay_on_one(threads, cell):
+    """A worker that loses its core (simulated: it sleeps 3 ms before its first
+    barrier) makes the split loop finish on one thread, the next calls run on one
+    thread, and calm() brings the threads back; every answer stays exact."""
+    if crnn._engine.max_threads() < 2:
+        pytest.skip("no worker threads on this platform")
+    model, case = _case(cell, "float64", key="stall")
+    threads(1)
+    one = _call(model, case)
+    threads(2)
+    _engine.force_split("units")
+    _engine.calm()
+    _engine.test_stall(3_000_000)
+    got, ran = _counted(lambda: _call(model, case), calm=False)
+    assert ran["stalls"] >= 1 and ran["degraded"] >= 1, ran
+    _same(got, one, "float64", "one thread")
+    _engine.test_stall(0)
+    got, ran = _counted(lambda: _call(model, case), calm=False)
+    assert ran["split_tasks"] == 0 and ran["units"] == 0 and ran["whole"] == 6, ran
+    _same(got, one, "float64", "one thread")
+    got, ran = _counted(lambda: _call(model, case))
+    assert ran["units"] == 6 and ran["stalls"] == 0, ran
+    _same(got, one, "float64", "one thread")
+
+
+def test_blas_thread_limit_caps_crnn(threads):
+    """threadpoolctl's threadpool_limits(1) on scipy's BLAS makes crnn single-threaded too."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if _engine.blas_threads() < 2 or crnn._engine.max_threads() < 2:
+        pytest.skip("scipy's BLAS thread count is not visible or already 1")
+    model, case = _case("lstm", "float32", key="blas-limit")
+    threads(2)
+    _engine.force_split("units")
+    _engine.calm()
+    _, ran = _counted(lambda: _call(model, case))
+    assert ran["units"] == 6, ran
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        _, ran = _counted(lambda: _call(model, case))
+    assert ran["units"] == 0 and ran["whole"] == 6, ran
+    before = _engine.blas_threads()
+    _call(model, case)
+    assert _engine.blas_threads() == before, "crnn must restore the BLAS's thread count"
 
 
 def test_num_threads_api(threads):
@@ -131,12 +246,12 @@ def test_concurrent_calls_while_threads_are_busy(threads):
     model = make_model(40, 192, 30, dtype="float32", rng=rng)
     cases = [make_case(rng, 12, 8 + i, 40, 192, 30, lengths=i % 2 == 1, dtype="float32")
              for i in range(4)]
-    expected = [_call(model, c)[0] for c in cases]
+    expected = [_call(model, c) for c in cases]
     results = [None] * len(cases)
 
     def work(i):
         for _ in range(5):
-            results[i] = _call(model, cases[i])[0]
+            results[i] = _call(model, cases[i])
 
     workers = [threading.Thread(target=work, args=(i,)) for i in range(len(cases))]
     for w in workers:

@@ -290,11 +290,34 @@ def set_cell_level(str name):
 
 
 def counters():
-    """What ran: the pool's split tasks, stalls, degraded loops and cancelled parts, and
-    the loops run whole, by units, by rows and as direction pairs."""
-    return {"split_tasks": crnn_pool_counter(0), "stalls": crnn_pool_counter(1),
-            "degraded": crnn_pool_counter(2), "cancelled": crnn_pool_counter(3),
-            "whole": _runs[0], "units": _runs[1], "rows": _runs[2], "pairs": _runs[3]}
+    """What ran: the pool's split tasks, stalls, degraded loops and cancelled parts;
+    the loops run whole, by units, by rows and as direction pairs; loops by per-step
+    product (kernel_blas, kernel_sse2, ...) and by float32 cell level (cells_sse2, ...)."""
+    out = {"split_tasks": crnn_pool_counter(0), "stalls": crnn_pool_counter(1),
+           "degraded": crnn_pool_counter(2), "cancelled": crnn_pool_counter(3),
+           "whole": _runs[0], "units": _runs[1], "rows": _runs[2], "pairs": _runs[3],
+           "kernel_blas": _kernel_runs[0]}
+    for i, name in enumerate(_LEVELS):
+        out["kernel_" + name] = _kernel_runs[i + 1]
+        out["cells_" + name] = _cell_runs[i]
+    return out
+
+
+_SPLITS = {None: -1, "whole": _WHOLE, "units": _UNITS, "rows": _ROWS, "pairs": 3}
+
+
+def force_split(name):
+    """Tests: run every loop whole, by units, by rows, or both directions as a pair
+    (None: choose by size, the default)."""
+    global _forced_split
+    if name not in _SPLITS:
+        raise ValueError(f"split: expected one of {list(_SPLITS)}, got {name!r}")
+    _forced_split = _SPLITS[name]
+
+
+def test_stall(long long ns):
+    """Tests: a worker sleeps ns nanoseconds before its first barrier of each task."""
+    crnn_pool_test_stall(ns)
 
 
 def calm():

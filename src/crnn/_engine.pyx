@@ -119,11 +119,13 @@ cdef extern from "_pool.h" nogil:
     const int CRNN_HAVE_POOL
     void crnn_pool_run(crnn_task_fn fn, void* ctx, int n, int claimable)
     int crnn_pool_sync(int nparts)
+    int crnn_pool_gather(int part, int nparts, int* rank)
     void crnn_pool_set_threads(int n)
     int crnn_pool_threads()
     int crnn_pool_available()
     unsigned long crnn_pool_counter(int which)
     void crnn_pool_calm()
+    void crnn_pool_test_stall(long long ns)
     int crnn_claim(int* counter)
 
 cdef extern from "_blasthreads.h" nogil:

@@ -35,8 +35,14 @@ ctypedef struct Loop:
     int nblocks, next           # by rows: the blocks and the claim counter
     Py_ssize_t rb[CRNN_POOL_MAX * 4 + 1]
 
-# Loops run (for tests: which split really ran): whole, by units, by rows, as pairs.
+# Loops run (for tests: which split really ran): whole, by units, by rows, as
+# pairs; and by the per-step product (BLAS, crnn's kernel at each level) and
+# the cells' level.
 cdef unsigned long _runs[4]
+cdef unsigned long _kernel_runs[4]
+cdef unsigned long _cell_runs[3]
+# Tests: force a split (-1: choose by size; 3: pairs even when small).
+cdef int _forced_split = -1
 
 ctypedef struct Loops:          # both directions of a layer, claimed one at a time
     Loop* loop[2]
@@ -248,6 +254,7 @@ cdef void _units_part(Loop* L, bint backward, int part, int nparts) noexcept nog
     """Units [u0, u1) of part ``part``: whole panels (of 16 columns through BLAS)."""
     cdef Py_ssize_t w = L.nr if L.nr else 16
     cdef Py_ssize_t q = _panels(L.H, w)
+    nparts = crnn_pool_gather(part, nparts, &part)
     if part == 0:
         _runs[_UNITS if nparts > 1 else _WHOLE] += 1
     _block(L, backward, 0, L.B, min(w * (q * part // nparts), L.H),
@@ -292,14 +299,20 @@ cdef int _plan(Loop* L, int parts) noexcept nogil:
     cdef Py_ssize_t r = 0, t, total = 0, done = 0, cut
     cdef int k, want = 2 * parts
     L.split = _WHOLE
-    # Below ~1 µs of work a step, a barrier (or a second thread) costs more than it saves.
-    if parts <= 1 or 2.0 * L.B * L.GH * L.H < 2e5:
+    if _forced_split == _WHOLE or parts <= 1:
         return 1
-    if npan >= 2 * parts or (L.B < 8 * parts and npan >= parts):
+    if _forced_split == _UNITS:
         L.split = _UNITS
-        return parts
-    if L.B < 8 * parts:
-        return 1
+        return <int>min(parts, npan)
+    if _forced_split != _ROWS:
+        # Below ~1 µs of work a step, a barrier (or a second thread) costs more than it saves.
+        if 2.0 * L.B * L.GH * L.H < 2e5:
+            return 1
+        if npan >= 2 * parts or (L.B < 8 * parts and npan >= parts):
+            L.split = _UNITS
+            return parts
+        if L.B < 8 * parts:
+            return 1
     # By rows: two blocks a part, of about the same number of valid steps, cut
     # at multiples of 4 rows (the kernel's register block).
     L.split = _ROWS
@@ -339,6 +352,9 @@ cdef inline Py_ssize_t _valid_steps(const Loop* L, Py_ssize_t r) noexcept nogil:
 cdef void _run_loop(Loop* L, bint backward, int parts) noexcept nogil:
     """Run one loop, split as _plan says."""
     cdef int n = _plan(L, parts)
+    _kernel_runs[crnn_gemm_level() + 1 if L.nr else 0] += 1
+    if L.c.net.is_double == 0:
+        _cell_runs[_cell_level] += 1
     if L.split == _UNITS:
         crnn_pool_run(_units_bwd_task if backward else _units_fwd_task, L, n, 0)
     elif L.split == _ROWS:
@@ -351,14 +367,20 @@ cdef void _run_loop(Loop* L, bint backward, int parts) noexcept nogil:
 cdef void _run_loops(Loop* fwd, Loop* rev, bint backward, int parts) noexcept nogil:
     """Both directions of a layer: side by side when there are threads for it."""
     cdef Loops S
+    cdef bint pair
     if rev == NULL:
         _run_loop(fwd, backward, parts)
         return
-    # Below ~10 µs of work a loop, a second thread costs more than it saves.
-    if parts <= 1 or 2.0 * fwd.T * fwd.B * fwd.GH * fwd.H < 2e6:
-        _run_loop(fwd, backward, 1)
-        _run_loop(rev, backward, 1)
+    pair = parts > 1 and (_forced_split == 3 or (
+        # Below ~10 µs of work a loop, a second thread costs more than it saves.
+        _forced_split < 0 and 2.0 * fwd.T * fwd.B * fwd.GH * fwd.H >= 2e6))
+    if not pair:        # one after the other, each split as its size says
+        _run_loop(fwd, backward, parts)
+        _run_loop(rev, backward, parts)
         return
+    _kernel_runs[crnn_gemm_level() + 1 if fwd.nr else 0] += 2
+    if fwd.c.net.is_double == 0:
+        _cell_runs[_cell_level] += 2
     S.loop[0] = fwd
     S.loop[1] = rev
     S.n = 2

@@ -80,6 +80,8 @@ static struct {
     int pending;               /* parts other than 0 neither finished nor cancelled */
     /* claim[id]: 2·seq while part id of task seq is open, 2·seq + 1 once a worker took it */
     unsigned long claim[CRNN_POOL_MAX];
+    /* the team of a synchronised task: its parts that started (crnn_pool_gather) */
+    unsigned long team_seq, team_mask;
     /* the barrier, and the barrier phase at which every part stops splitting */
     int arrived;
     unsigned long phase, degrade_at;
@@ -97,6 +99,10 @@ static struct crnn_pool_arg crnn_pool_args[CRNN_POOL_MAX];
 
 /* When this thread last left a barrier or started a part: its own work since. */
 static __thread long long crnn_pool_mark;
+/* Tests: a part other than 0 sleeps this long before its first barrier of a
+ * task, as if its core had been taken (crnn_pool_test_stall()). */
+static long long crnn_pool_stall_ns;
+static __thread int crnn_pool_part_id, crnn_pool_synced;
 
 static long long crnn_now_ns(void)
 {
@@ -120,6 +126,8 @@ static void crnn_pool_contended(long long now)
 static void crnn_pool_part(crnn_task_fn fn, void *ctx, int part, int nparts)
 {
     crnn_pool_mark = crnn_now_ns();
+    crnn_pool_part_id = part;
+    crnn_pool_synced = 0;
     fn(ctx, part, nparts);
 }
 
@@ -278,6 +286,59 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
     pthread_mutex_unlock(&crnn_pool.busy);
 }
 
+/* The first call of every part of a task that uses crnn_pool_sync(): the parts
+ * that have started form the team. Part 0 waits (at most CRNN_POOL_STALL_NS)
+ * for the others to start, cancels those that have not (a worker asleep on a
+ * core that is slow to wake, or taken by another process), and publishes who
+ * is in; each member gets its rank in the team (*rank) and the team's size
+ * (returned), by which it splits its work. */
+static int crnn_pool_gather(int part, int nparts, int *rank)
+{
+    unsigned long seq = crnn_load(&crnn_pool.seq), mask = 1, open;
+    int n = 0;
+    *rank = part;
+    if (nparts <= 1)
+        return nparts;
+    if (part == 0) {
+        long long t0 = crnn_now_ns();
+        for (unsigned spins = 1;; spins++) {
+            int waiting = 0;
+            for (int id = 1; id < nparts; id++)
+                waiting += crnn_load(&crnn_pool.claim[id]) == 2 * seq;
+            if (!waiting)
+                break;
+            crnn_pause();
+            if ((spins & 255) == 0 && crnn_now_ns() - t0 > CRNN_POOL_STALL_NS) {
+                crnn_pool_contended(crnn_now_ns());
+                break;
+            }
+        }
+        for (int id = 1; id < nparts; id++) {
+            open = 2 * seq;
+            if (__atomic_compare_exchange_n(&crnn_pool.claim[id], &open, 0, 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                __atomic_sub_fetch(&crnn_pool.pending, 1, __ATOMIC_ACQ_REL);
+                __atomic_add_fetch(&crnn_pool.cancelled, 1, __ATOMIC_RELAXED);
+            } else {
+                mask |= 1UL << id;
+            }
+        }
+        crnn_relaxed_store(&crnn_pool.team_mask, mask);
+        crnn_store(&crnn_pool.team_seq, seq);
+    } else {
+        while (crnn_load(&crnn_pool.team_seq) != seq)
+            crnn_pause();
+        mask = crnn_relaxed_load(&crnn_pool.team_mask);
+    }
+    for (int id = 0; id < nparts; id++)
+        if (mask & (1UL << id)) {
+            if (id == part)
+                *rank = n;
+            n++;
+        }
+    return n;
+}
+
 /* Every part of the running task waits here until all nparts have arrived.
  * Returns 1 to go on splitting; 0 when the task is to stop splitting (every
  * part gets the same answer at the same barrier): part 0 then does the rest
@@ -288,6 +349,10 @@ static int crnn_pool_sync(int nparts)
     long long arrival, now;
     if (nparts <= 1)
         return 1;
+    if (crnn_pool_part_id != 0 && !crnn_pool_synced++ && crnn_relaxed_load(&crnn_pool_stall_ns)) {
+        struct timespec ts = {0, (long)crnn_relaxed_load(&crnn_pool_stall_ns)};
+        nanosleep(&ts, NULL);
+    }
     phase = crnn_load(&crnn_pool.phase);
     if (__atomic_add_fetch(&crnn_pool.arrived, 1, __ATOMIC_ACQ_REL) == nparts) {
         crnn_relaxed_store(&crnn_pool.arrived, 0);
@@ -315,7 +380,8 @@ static int crnn_pool_sync(int nparts)
     crnn_pool_mark = crnn_now_ns();
     stop = crnn_load(&crnn_pool.degrade_at);
     if (stop != 0 && stop <= phase + 1) {
-        __atomic_add_fetch(&crnn_pool.degrades, 1, __ATOMIC_RELAXED);
+        if (crnn_pool_part_id == 0)
+            __atomic_add_fetch(&crnn_pool.degrades, 1, __ATOMIC_RELAXED);
         return 0;
     }
     return 1;
@@ -339,6 +405,8 @@ static unsigned long crnn_pool_counter(int which)
     }
 }
 
+static void crnn_pool_test_stall(long long ns) { crnn_relaxed_store(&crnn_pool_stall_ns, ns); }
+
 /* Forget contention (tests, benchmarks): threads are used again at once. */
 static void crnn_pool_calm(void)
 {
@@ -358,11 +426,13 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
 }
 
 static int crnn_pool_sync(int nparts) { (void)nparts; return 1; }
+static int crnn_pool_gather(int part, int nparts, int *rank) { *rank = part; return nparts; }
 static void crnn_pool_set_threads(int n) { (void)n; }
 static int crnn_pool_threads(void) { return 1; }
 static int crnn_pool_available(void) { return 1; }
 static unsigned long crnn_pool_counter(int which) { (void)which; return 0; }
 static void crnn_pool_calm(void) {}
+static void crnn_pool_test_stall(long long ns) { (void)ns; }
 #define CRNN_HAVE_POOL 0
 
 #endif
