@@ -342,9 +342,13 @@ class _Network:
             masks = np.ascontiguousarray(masks[:, :, w.order])
         return masks
 
-    def _run(self, W, w, masks, mean, *, norms=None, grads=True):
-        """One call of the engine's loss (and BPTT) on window w."""
-        dW = np.empty(self._engine.size, dtype=self.dtype) if grads else None
+    def _run(self, W, w, masks, mean, *, norms=None, grads=True, dW=None):
+        """One call of the engine's loss (and BPTT) on window w, the gradients into dW
+        (a fresh zeroed vector when None: the gaps between arrays must hold zeros)."""
+        if grads and dW is None:
+            dW = np.zeros(self._engine.size, dtype=self.dtype)
+        elif not grads:
+            dW = None
         h, c = self._new_states(w.B)
         loss = self._engine.loss(
             W, dW, w.X, w.tokens, w.B, w.bs, w.rev, w.h0, w.c0, masks, self._out,

@@ -92,6 +92,7 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
         history["val_loss"] = []
         if model.output == "softmax":
             history["val_accuracy"] = []
+    dW = np.zeros(model._engine.size, dtype=model.dtype)    # reused by every step
     window = data.T if bptt is None else bptt
     steps_per_epoch = -(-data.B // batch_size) * -(-data.T // window)
     try:
@@ -111,7 +112,8 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
                         break       # every sequence of the batch has ended
                     n = w.count
                     masks = model._masks(rng, w) if model._dropping() else None
-                    loss, dW, h, c = model._run(model._sync(), w, masks, True, grads=n > 0)
+                    loss, _, h, c = model._run(model._sync(), w, masks, True, grads=n > 0,
+                                               dW=dW)
                     h = _data.unsort(h, w.order, 1)
                     c = None if c is None else _data.unsort(c, w.order, 1)
                     if n:
