@@ -55,12 +55,14 @@ def _reset_hwm():
         return False
 
 
-def child(lib, size_name, dtype, threads, forward_only):
+def child(lib, size_name, dtype, threads, forward_only, net=None):
     """Measure one library at one size in this process; return the result dict."""
     _worker.set_threads(threads, [lib])
+    net = net or _steps.Net()
     params, x, target = _steps.make_problem(_steps.dims(size_name if size_name in _steps.SIZES
-                                                      else size_name.split(",")), np.dtype(dtype))
-    runner = _steps.RUNNERS[lib](params, x, target)
+                                                      else size_name.split(",")), np.dtype(dtype),
+                                            net=net)
+    runner = _steps.RUNNERS[lib](params, x, target, net=net)
     step = runner.infer if forward_only else runner.train_step
     del params, x, target
     for _ in range(2):
@@ -79,9 +81,13 @@ def child(lib, size_name, dtype, threads, forward_only):
     return {"rss_peak": rss_peak, "traced_peak": traced_peak}
 
 
-def measure(lib, size_name, dtype, threads=None, forward_only=False):
+def measure(lib, size_name, dtype, threads=None, forward_only=False, net=None):
     """Run ``child`` in a fresh interpreter; return its result dict (sizes in bytes)."""
-    cmd = [sys.executable, os.path.join(HERE, "_memory.py"), lib, size_name, dtype]
+    net = net or _steps.Net()
+    cmd = [sys.executable, os.path.join(HERE, "_memory.py"), lib, size_name, dtype,
+           "--cell", net.cell, "--layers", str(net.layers)]
+    if net.bidirectional:
+        cmd.append("--bidirectional")
     if threads is not None:
         cmd += ["--threads", str(threads)]
     if forward_only:
@@ -99,8 +105,12 @@ def main():
     parser.add_argument("dtype")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--forward", action="store_true")
+    parser.add_argument("--cell", default="rnn")
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--bidirectional", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(child(args.lib, args.size, args.dtype, args.threads, args.forward)))
+    net = _steps.Net(args.cell, args.layers, args.bidirectional)
+    print(json.dumps(child(args.lib, args.size, args.dtype, args.threads, args.forward, net)))
 
 
 if __name__ == "__main__":

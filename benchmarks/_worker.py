@@ -9,8 +9,9 @@ and made crnn's times bimodal at size "small" on a 2-core machine.
 Started as ``python _worker.py LIB DTYPE [--threads N] [--forward]``; then
 one JSON object per line each way. Commands and their replies:
 
-- ``{"cmd": "load", "size": NAME}``: build LIB's runner for a size (a name
-  from ``_steps.SIZES``, or a list ``[B, T, D, H, O]``).
+- ``{"cmd": "load", "size": NAME, "net": {...}}``: build LIB's runner for a
+  size (a name from ``_steps.SIZES``, or a list ``[B, T, D, H, O]``) and a
+  network (``_steps.Net``'s fields: cell, layers, bidirectional).
 - ``{"cmd": "warmup", "calls": N, "seconds": S}`` → ``{"best": s}``: run the
   step at least N times and for at least S seconds; the fastest call.
 - ``{"cmd": "sample", "steps": N}`` → ``{"time": s}``: N back-to-back steps
@@ -60,9 +61,10 @@ def set_threads(threads, libraries):
     torch = modules.get("torch")
     if torch is not None and not isinstance(torch, str):
         torch.set_num_threads(threads)
-    crnn = modules.get("crnn")
-    if crnn is not None and not isinstance(crnn, str):
-        crnn.set_num_threads(threads)  # crnn's own threads (its steps call no BLAS)
+    for name in ("crnn", "crnn_base"):
+        crnn = modules.get(name)
+        if crnn is not None and not isinstance(crnn, str):
+            crnn.set_num_threads(threads)  # crnn's own threads (they run its BLAS calls)
     return warnings
 
 
@@ -139,8 +141,9 @@ def serve(lib, dtype, forward_only, stdin=sys.stdin, stdout=sys.stdout):
                 return
             if cmd == "load":
                 step = None
-                params, x, target = _steps.make_problem(_steps.dims(msg["size"]), dtype)
-                runner = _steps.RUNNERS[lib](params, x, target)
+                net = _steps.Net(**msg.get("net", {}))
+                params, x, target = _steps.make_problem(_steps.dims(msg["size"]), dtype, net=net)
+                runner = _steps.RUNNERS[lib](params, x, target, net=net)
                 step = runner.infer if forward_only else runner.train_step
                 reply()
             elif cmd == "warmup":

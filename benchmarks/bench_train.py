@@ -1,7 +1,14 @@
-"""Time one Elman RNN training step in crnn, a strong plain-numpy step and PyTorch CPU.
+"""Time one training step of a recurrent network in crnn, a strong plain-numpy step and
+PyTorch CPU.
 
 One training step = forward, softmax cross-entropy summed over all T·B steps,
-BPTT, clip_grad_norm(5.0), SGD; ``--forward`` times inference instead.
+BPTT, clip_grad_norm(5.0), SGD; ``--forward`` times inference instead. The
+network is an Elman RNN (``--cell rnn``, the default), an LSTM or a GRU, of
+``--layers`` layers, ``--bidirectional`` or not; PyTorch runs nn.RNN,
+nn.LSTM or nn.GRU (through oneDNN where it can); the numpy step exists for
+the one-layer Elman RNN only. ``--base PATH`` adds ``crnn_base``: the crnn
+in PATH (e.g. a checkout of the previous main's src/, built in place), for
+an A/B comparison in the same run.
 
 How it measures:
 
@@ -18,8 +25,9 @@ How it measures:
   (``--max-wait`` bounds the waiting). The other processes' load over the
   kept rounds is printed with each table: trust a table only where it is ~0.
 - Reported per library: the median, min and interquartile range of the time
-  per step, the ratio to crnn, the achieved GFLOP/s (6·T·B·(D·H + H·H + H·O)
-  per training step, a third of that forward only) and that rate as a
+  per step, the ratio to crnn, the achieved GFLOP/s (6·T·B·(G·(D·H + H·H) +
+  H·O) per training step for one layer, G = 1 / 4 / 3 gates; summed over
+  layers and directions; a third of that forward only) and that rate as a
   fraction of the peak GEMM rate of scipy's BLAS (the one crnn calls),
   measured in the same run; the same product through numpy's and PyTorch's
   BLAS is shown for reference.
@@ -33,6 +41,8 @@ Examples::
     PYTHONPATH=src python benchmarks/bench_train.py --quick
     PYTHONPATH=src python benchmarks/bench_train.py --sizes char small medium --memory
     PYTHONPATH=src python benchmarks/bench_train.py --dtype float64 --forward --threads 1
+    PYTHONPATH=src python benchmarks/bench_train.py --cell lstm --layers 2 --bidirectional
+    PYTHONPATH=src python benchmarks/bench_train.py --base ../old/src --baselines crnn,crnn_base
 """
 
 import argparse
@@ -63,14 +73,24 @@ MAX_WAIT = 1800           # default --max-wait, seconds
 QUICK = {"sizes": ["char", "small"], "repeat": 5, "warmup": 1, "sample_time": 0.002,
          "gemm_n": 1024, "max_wait": 0}
 ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOMP_", "KMP_", "MALLOC_")
-GEMM_VIA = {"crnn": "scipy", "numpy": "numpy", "torch": "torch"}  # each library's BLAS
+GEMM_VIA = {"crnn": "scipy", "crnn_base": "scipy", "numpy": "numpy",
+            "torch": "torch"}  # each library's BLAS
 
 
 def parse_args(argv=None):
     """The command line."""
     parser = argparse.ArgumentParser(
-        description="Time one Elman RNN training step (or forward pass) in crnn, "
+        description="Time one recurrent network's training step (or forward pass) in crnn, "
                     "plain numpy and PyTorch CPU.")
+    parser.add_argument("--cell", choices=tuple(_steps.CELLS), default="rnn",
+                        help="the recurrent cell (default rnn: the Elman RNN)")
+    parser.add_argument("--layers", type=int, default=1, metavar="N",
+                        help="stacked layers (default 1)")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="two directions per layer")
+    parser.add_argument("--base", metavar="PATH",
+                        help="the folder holding another crnn package (e.g. the previous main's "
+                             "src/, built in place): adds the library crnn_base")
     parser.add_argument("--sizes", nargs="+", metavar="SIZE",
                         help=f"sizes to run, space- or comma-separated, from "
                              f"{' '.join(_steps.SIZES)} (default: all; with --quick: "
@@ -82,10 +102,11 @@ def parse_args(argv=None):
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="timed samples per library and size (default: per size, "
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_REPEAT.items()) + ")")
-    parser.add_argument("--baselines", default=",".join(_steps.LIBRARIES),
+    parser.add_argument("--baselines", default="crnn,crnn_base,numpy,torch",
                         help="comma-separated libraries to time, from "
-                             f"{','.join(_steps.LIBRARIES)} (default: all; torch is "
-                             "skipped when it is not installed)")
+                             f"{','.join(_steps.LIBRARIES)} (default: all; crnn_base only "
+                             "with --base, numpy only for the one-layer RNN, torch only "
+                             "when it is installed)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (char and small, few samples, 1024² peak GEMM) to "
                              "prove the suite works")
@@ -118,6 +139,11 @@ def parse_args(argv=None):
     args.baselines = [lib for lib in _steps.LIBRARIES if lib in libs]
     if args.threads is not None and args.threads < 1:
         parser.error("--threads: expected a positive integer")
+    if args.layers < 1:
+        parser.error("--layers: expected a positive integer")
+    args.net = _steps.Net(args.cell, args.layers, args.bidirectional)
+    if args.base:
+        os.environ["CRNN_BASE"] = os.path.abspath(args.base)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat: expected a positive integer")
     if args.max_wait is not None and not args.max_wait >= 0:
@@ -166,7 +192,9 @@ def machine_info(libraries):
                 info["torch_threads"] = mod.get_num_threads()
             if lib == "crnn":
                 info["crnn_threads"] = mod.get_num_threads()
-                info["crnn_kernel"] = mod._elman._gemm_level()
+                info["crnn_kernel"] = mod._engine.kernel()
+    if "crnn_base" in libraries:
+        info["crnn_base"] = os.environ["CRNN_BASE"]
     if "crnn" in libraries:
         folder = os.path.dirname(_steps.available("crnn").__file__)
         built = [os.path.getmtime(os.path.join(folder, f)) for f in os.listdir(folder)
@@ -192,7 +220,7 @@ def print_header(info, args):
     """Print the command line, machine, environment and versions."""
     cpu = info["cpu"]
     print("crnn benchmark:", "forward only (inference)" if args.forward else "training step",
-          args.dtype)
+          args.dtype, "|", args.net)
     print("command:", shlex.join(["python"] + sys.argv))
     print("date:", time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     print(f"machine: {cpu['model']} ({cpu['details']}), {cpu['physical_cores']} physical "
@@ -202,7 +230,9 @@ def print_header(info, args):
     print("environment:", " ".join(f"{k}={v}" for k, v in info["env"].items()) or "(none set)")
     print("versions:", ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     if "crnn_location" in info:
-        print("crnn:", info["crnn_location"])
+        print("crnn:", info["crnn_location"], "| per-step kernel:", info.get("crnn_kernel"))
+    if "crnn_base" in info:
+        print("crnn_base:", info["crnn_base"], "(run in its own worker process)")
     if info["blas"] is None:
         print("BLAS: threadpoolctl not installed")
     for p in info["blas"] or []:
@@ -474,13 +504,14 @@ def run_size(name, args, workers, peak, settings, gate, size=None):
     size = _steps.dims(name if size is None else size)
     B, T, D, H, O = size
     for w in workers.values():
-        w.call("load", size=list(size))
+        w.call("load", size=list(size), net=args.net.as_dict())
     repeat = settings["repeat"] or DEFAULT_REPEAT[name]
     discarded = gate.discarded
     samples, per_sample, other_load = time_interleaved(
         workers, repeat, settings["warmup"], settings["sample_time"], gate)
-    flops = _steps.step_flops(size, args.forward)
+    flops = _steps.step_flops(size, args.forward, args.net)
     result = {"size": name, "B": B, "T": T, "D": D, "H": H, "O": O, "flops": flops,
+              "net": args.net.as_dict(),
               "other_load": other_load, "discarded_rounds": gate.discarded - discarded,
               "libraries": {}, "ratios": {}}
     for lib in workers:
@@ -498,7 +529,7 @@ def run_size(name, args, workers, peak, settings, gate, size=None):
         result["activations_bytes"] = (T + 1) * B * H * np.dtype(args.dtype).itemsize
         for lib in workers:
             result["libraries"][lib]["memory"] = _memory.measure(
-                lib, ",".join(map(str, size)), args.dtype, args.threads, args.forward)
+                lib, ",".join(map(str, size)), args.dtype, args.threads, args.forward, args.net)
     return result
 
 
@@ -507,6 +538,14 @@ def main(argv=None):
     args = parse_args(argv)
     libraries = []
     for lib in args.baselines:
+        if lib == "crnn_base" and not args.base:
+            continue
+        if not _steps.supports(lib, args.net):
+            print(f"note: {lib} has no {args.net}; skipping it")
+            continue
+        if lib == "crnn_base":      # imported in its own worker process only
+            libraries.append(lib)
+            continue
         mod = _steps.available(lib)
         if not isinstance(mod, str):
             libraries.append(lib)
@@ -515,7 +554,8 @@ def main(argv=None):
         else:
             print(f"error: {lib} is not importable: {mod}", file=sys.stderr)
             return 2
-    warnings = _worker.set_threads(args.threads, libraries)
+    warnings = _worker.set_threads(args.threads, [lib for lib in libraries
+                                                  if lib != "crnn_base"])
     info = machine_info(libraries)
     print_header(info, args)
     for w in warnings:
@@ -525,10 +565,9 @@ def main(argv=None):
     info["other_load_before"] = meter.value
     print("other processes' load before:", load_note(info["other_load_before"]))
 
-    check = _steps.self_check(libraries)
+    check = _steps.self_check([lib for lib in libraries if lib != "crnn_base"], net=args.net)
     worst = max(check, key=lambda item: item[1], default=("nothing to compare", 0.0))
-    print(f"self-check (float64, vs the numpy step): passed; worst relative error "
-          f"{worst[1]:.2e} ({worst[0]})")
+    print(f"self-check (float64): passed; worst relative error {worst[1]:.2e} ({worst[0]})")
     if args.check:
         for what, err in check:
             print(f"  {what:<28}{err:.2e}")

@@ -3,7 +3,7 @@
 Three measurements, each in this one process (run it once per BLAS setting):
 
 1. ``char`` breakdown: crnn's full step (loss_and_grad + clip_grad_norm +
-   SGD) against the compiled kernel alone (``crnn._elman.loss_and_grad`` called
+   SGD) against the compiled engine alone (``crnn._engine.Engine.loss`` called
    with the very arguments the facade passes it), the facade's
    ``loss_and_grad``, ``clip_grad_norm`` and ``SGD.step``; and the FLOP-bound
    floor of the step: its FLOPs over one core's peak sgemm rate.
@@ -85,33 +85,41 @@ def peak_sgemm(n=4096, threads=None):
     return 2 * n ** 3 / float(np.median(times)) / 1e9
 
 
+class _Spy:
+    """Stands in for a model's engine and records the arguments of its calls to ``loss``."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def loss(self, *args):
+        self.calls.append(args)
+        return self.engine.loss(*args)
+
+
 def char_breakdown():
     """Times (seconds) of crnn's step and its parts at size char, float32."""
     import crnn
-    from crnn import model as crnn_model
 
     params, x, target = _steps.make_problem(_steps.SIZES["char"], np.float32)
     runner = _steps.CrnnRunner(params, x, target)
-    kernel = crnn_model._elman.loss_and_grad
-    captured = []
-
-    def spy(*args):
-        captured.append(args)
-        return kernel(*args)
-
-    crnn_model._elman.loss_and_grad = spy
+    engine = runner.model._engine
+    spy = runner.model._engine = _Spy(engine)
     try:
         _, grads, _ = runner.model.loss_and_grad(runner.x, runner.target, reduction="sum")
     finally:
-        crnn_model._elman.loss_and_grad = kernel
-    args = captured[0]
+        runner.model._engine = engine
+    args = spy.calls[0]
+    kernel = engine.loss
     grads_copy = {k: v.copy() for k, v in grads.items()}
     sgd = crnn.SGD({k: v.copy() for k, v in runner.model.params.items()}, 1e-3)
     parts = {
         "full step": runner.train_step,
         "RNN.loss_and_grad": lambda: runner.model.loss_and_grad(runner.x, runner.target,
                                                                 reduction="sum"),
-        "kernel _elman.loss_and_grad": lambda: kernel(*args),
+        "engine Engine.loss": lambda: kernel(*args),
         "clip_grad_norm": lambda: crnn.clip_grad_norm(grads_copy, _steps.MAX_NORM),
         "SGD.step": lambda: sgd.step(grads_copy),
     }
