@@ -77,3 +77,11 @@ def test_gradient_flow(tmp_path):
     before = results["tanh", None]["before"]
     assert before[0] < before[-1]
     assert plot.stat().st_size > 0
+
+
+def test_long_range(tmp_path):
+    plot = tmp_path / "long_range.png"
+    curves = _load("long_range").main(steps=12, n_train=128, epochs=2, plot=str(plot))
+    assert set(curves) == {"Elman RNN", "LSTM", "GRU"}
+    assert all(len(c) == 2 and all(math.isfinite(v) for v in c) for c in curves.values())
+    assert plot.stat().st_size > 0
