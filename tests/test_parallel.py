@@ -154,10 +154,11 @@ def test_every_cell_level_matches_reference(threads, cell, level):
 
 
 @pytest.mark.parametrize("cell", list(CLASSES))
-def test_a_stall_hands_the_loop_to_one_thread_and_later_calls_stay_on_one(threads, cell):
-    """A worker that loses its core (simulated: it sleeps 3 ms before its first
-    barrier) makes the split loop finish on one thread, the next calls run on one
-    thread, and calm() brings the threads back; every answer stays exact."""
+def test_stalls_hand_the_loop_to_one_thread_and_later_calls_stay_on_one(threads, cell):
+    """A worker that keeps losing its core (simulated: it sleeps 3 ms before every
+    barrier) makes a split loop finish on one thread after its second stall; stalls
+    costing more than a quarter of the split time keep the next calls on one thread,
+    and calm() brings the threads back. Every answer stays exact."""
     if crnn._engine.max_threads() < 2:
         pytest.skip("no worker threads on this platform")
     model, case = _case(cell, "float64", key="stall")
@@ -168,7 +169,7 @@ def test_a_stall_hands_the_loop_to_one_thread_and_later_calls_stay_on_one(thread
     _engine.calm()
     _engine.test_stall(3_000_000)
     got, ran = _counted(lambda: _call(model, case), calm=False)
-    assert ran["stalls"] >= 1 and ran["degraded"] >= 1, ran
+    assert ran["stalls"] >= 2 and ran["degraded"] >= 1, ran
     _same(got, one, "float64", "one thread")
     _engine.test_stall(0)
     got, ran = _counted(lambda: _call(model, case), calm=False)
@@ -177,6 +178,25 @@ def test_a_stall_hands_the_loop_to_one_thread_and_later_calls_stay_on_one(thread
     got, ran = _counted(lambda: _call(model, case))
     assert ran["units"] == 6 and ran["stalls"] == 0, ran
     _same(got, one, "float64", "one thread")
+
+
+def test_an_occasional_stall_keeps_the_threads(threads):
+    """One stall now and then (a virtual machine pausing a vCPU) must not put crnn on
+    one thread: only stalls that cost a quarter of the split time do."""
+    if crnn._engine.max_threads() < 2:
+        pytest.skip("no worker threads on this platform")
+    model, case = _case("lstm", "float64", key="occasional")
+    threads(1)
+    one = _call(model, case)
+    threads(2)
+    _engine.force_split("units")
+    _engine.calm()
+    _engine.test_stall(3_000_000, count=1)
+    got, ran = _counted(lambda: _call(model, case), calm=False)
+    assert ran["stalls"] >= 1 and ran["degraded"] == 0 and ran["units"] == 6, ran
+    _same(got, one, "float64", "one thread")
+    got, ran = _counted(lambda: _call(model, case), calm=False)
+    assert ran["stalls"] == 0 and ran["units"] == 6, ran
 
 
 def test_blas_thread_limit_caps_crnn(threads):

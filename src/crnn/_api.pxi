@@ -315,9 +315,9 @@ def force_split(name):
     _forced_split = _SPLITS[name]
 
 
-def test_stall(long long ns):
-    """Tests: a worker sleeps ns nanoseconds before its first barrier of each task."""
-    crnn_pool_test_stall(ns)
+def test_stall(long long ns, long long count=1 << 40):
+    """Tests: a worker sleeps ns nanoseconds before each of its next ``count`` barriers."""
+    crnn_pool_test_stall(ns, count)
 
 
 def calm():

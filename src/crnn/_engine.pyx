@@ -125,7 +125,7 @@ cdef extern from "_pool.h" nogil:
     int crnn_pool_available()
     unsigned long crnn_pool_counter(int which)
     void crnn_pool_calm()
-    void crnn_pool_test_stall(long long ns)
+    void crnn_pool_test_stall(long long ns, long long count)
     int crnn_claim(int* counter)
 
 cdef extern from "_blasthreads.h" nogil:

@@ -15,15 +15,27 @@
  * their work from a shared counter: a part that has not started when part 0
  * runs out of work is cancelled instead of waited for.
  *
- * Contention. When another process takes a core, a worker can lose its CPU
- * for a whole scheduler slice (milliseconds) while the others wait for it at
- * a barrier: a split loop then runs far slower than one thread. A wait
- * longer than CRNN_POOL_STALL_NS (and longer than the waiter's own work
- * since its last barrier) is a stall. On a stall, (1) crnn_pool_sync() tells
- * every part, at the next barrier, to stop splitting: part 0 finishes the
- * loop alone; and (2) the pool runs every task on the caller alone for a
- * backoff time (CRNN_POOL_BACKOFF_MIN_NS, doubling on each stalled retry up
- * to CRNN_POOL_BACKOFF_MAX_NS), then tries threads again.
+ * Contention. When another process takes a core, crnn's threads share the
+ * machine's cores with it and lose their CPU for whole scheduler slices
+ * (milliseconds), while the other parts wait for them: a split task then
+ * runs slower than one thread would. The pool measures, against the
+ * thread-time of its split tasks, (a) the time its parts spend off the CPU
+ * (wall time minus the thread's CPU time, sampled on one task in
+ * CRNN_POOL_SAMPLE; spinning counts as CPU, so this is preemption alone) and
+ * (b) the time they spend waiting for each other (at barriers, for a late
+ * start, for the last chunk). When, over the last CRNN_POOL_WINDOW_NS of
+ * split thread-time, (a) exceeds a tenth or (b) a quarter of it, the pool
+ * runs every task on the caller alone for a backoff time
+ * (CRNN_POOL_BACKOFF_MIN_NS, doubling while the retries still lose as much,
+ * up to CRNN_POOL_BACKOFF_MAX_NS; halving with each calm verdict), then tries
+ * threads again, judged on a shorter window (CRNN_POOL_PROBE_NS) so that a
+ * retry under load costs little. Within a loop, a second stall (a wait at a
+ * barrier longer than CRNN_POOL_STALL_NS and than twice the waiter's own
+ * work since its last barrier) makes crnn_pool_sync() tell every part, at
+ * the next barrier, to stop splitting: part 0 finishes the loop alone. One
+ * stall alone changes nothing: a virtual machine pauses a vCPU for a few ms
+ * now and then (measured here: about one such stall a second with nothing
+ * else running), and that must not cost an idle machine its second thread.
  *
  * POSIX only (pthreads and GCC/Clang atomics); elsewhere every task runs on
  * the calling thread. A forked child starts with no workers.
@@ -48,10 +60,13 @@ typedef void (*crnn_task_fn)(void *ctx, int part, int nparts);
 #include <stdint.h>
 #include <time.h>
 
-#define CRNN_POOL_SPIN_NS 300000LL
-#define CRNN_POOL_STALL_NS 500000LL
-#define CRNN_POOL_BACKOFF_MIN_NS 50000000LL
-#define CRNN_POOL_BACKOFF_MAX_NS 2000000000LL
+#define CRNN_POOL_SPIN_NS 1000000LL
+#define CRNN_POOL_STALL_NS 2000000LL
+#define CRNN_POOL_WINDOW_NS 50000000LL
+#define CRNN_POOL_PROBE_NS 10000000LL
+#define CRNN_POOL_SAMPLE 4      /* one task in this many measures CPU time (~0.6 µs a read) */
+#define CRNN_POOL_BACKOFF_MIN_NS 100000000LL
+#define CRNN_POOL_BACKOFF_MAX_NS 4000000000LL
 
 #if defined(__x86_64__) || defined(__i386__)
 #define crnn_pause() __builtin_ia32_pause()
@@ -85,8 +100,11 @@ static struct {
     /* the barrier, and the barrier phase at which every part stops splitting */
     int arrived;
     unsigned long phase, degrade_at;
-    /* contention: tasks run on the caller alone until calm_until */
-    long long calm_until, backoff;
+    /* contention: tasks run on the caller alone until calm_until; the split
+     * tasks' time and the time lost to their stalls, since the last verdict;
+     * the stalls of the current task */
+    long long calm_until, backoff, split_ns, lost_ns, sampled_ns, offcpu_ns;
+    int task_stalls, measure;
     /* counters, for tests and the benchmarks */
     unsigned long split_tasks, stalls, degrades, cancelled;
 } crnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
@@ -99,10 +117,10 @@ static struct crnn_pool_arg crnn_pool_args[CRNN_POOL_MAX];
 
 /* When this thread last left a barrier or started a part: its own work since. */
 static __thread long long crnn_pool_mark;
-/* Tests: a part other than 0 sleeps this long before its first barrier of a
- * task, as if its core had been taken (crnn_pool_test_stall()). */
-static long long crnn_pool_stall_ns;
-static __thread int crnn_pool_part_id, crnn_pool_synced;
+/* Tests: a part other than 0 sleeps stall_ns before each of its next
+ * stall_count barriers, as if its core were taken (crnn_pool_test_stall()). */
+static long long crnn_pool_stall_ns, crnn_pool_stall_count;
+static __thread int crnn_pool_part_id;
 
 static long long crnn_now_ns(void)
 {
@@ -111,7 +129,7 @@ static long long crnn_now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* A stall was seen: run on the caller alone for a while, longer each time. */
+/* Stalls cost too much: run on the caller alone for a while, longer each time. */
 static void crnn_pool_contended(long long now)
 {
     long long b = crnn_relaxed_load(&crnn_pool.backoff);
@@ -120,15 +138,52 @@ static void crnn_pool_contended(long long now)
     crnn_relaxed_store(&crnn_pool.calm_until, now + b);
     crnn_relaxed_store(&crnn_pool.backoff, b * 2 < CRNN_POOL_BACKOFF_MAX_NS ?
                                                b * 2 : CRNN_POOL_BACKOFF_MAX_NS);
+}
+
+/* The split thread-time after which the waits are judged: shorter while the
+ * pool is retrying threads after a backoff. */
+static long long crnn_pool_window(void)
+{
+    return crnn_relaxed_load(&crnn_pool.backoff) ? CRNN_POOL_PROBE_NS : CRNN_POOL_WINDOW_NS;
+}
+
+/* A part waited `ns` for the others. */
+static void crnn_pool_waited(long long ns)
+{
+    __atomic_add_fetch(&crnn_pool.lost_ns, ns, __ATOMIC_RELAXED);
+}
+
+/* A wait that was a stall (see above). */
+static void crnn_pool_stalled(void)
+{
+    __atomic_add_fetch(&crnn_pool.task_stalls, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&crnn_pool.stalls, 1, __ATOMIC_RELAXED);
 }
 
-static void crnn_pool_part(crnn_task_fn fn, void *ctx, int part, int nparts)
+static long long crnn_cpu_ns(void)
 {
-    crnn_pool_mark = crnn_now_ns();
+#ifdef CLOCK_THREAD_CPUTIME_ID
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+#else
+    return crnn_now_ns();       /* no thread clock: never off the CPU */
+#endif
+}
+
+static void crnn_pool_part(crnn_task_fn fn, void *ctx, int part, int nparts, int measure)
+{
+    long long w0, c0 = 0;
+    crnn_pool_mark = w0 = crnn_now_ns();
     crnn_pool_part_id = part;
-    crnn_pool_synced = 0;
+    if (measure)
+        c0 = crnn_cpu_ns();
     fn(ctx, part, nparts);
+    if (measure) {
+        long long wall = crnn_now_ns() - w0, cpu = crnn_cpu_ns() - c0;
+        __atomic_add_fetch(&crnn_pool.sampled_ns, wall, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&crnn_pool.offcpu_ns, wall > cpu ? wall - cpu : 0, __ATOMIC_RELAXED);
+    }
 }
 
 static void *crnn_pool_worker(void *arg)
@@ -139,7 +194,7 @@ static void *crnn_pool_worker(void *arg)
         unsigned long seq;
         crnn_task_fn fn;
         void *ctx;
-        int nparts;
+        int nparts, measure;
         long long idle_since = 0;
         for (unsigned spins = 0;; spins++) {
             seq = crnn_load(&crnn_pool.seq);
@@ -147,6 +202,7 @@ static void *crnn_pool_worker(void *arg)
                 fn = crnn_relaxed_load(&crnn_pool.fn);
                 ctx = crnn_relaxed_load(&crnn_pool.ctx);
                 nparts = crnn_relaxed_load(&crnn_pool.nparts);
+                measure = crnn_relaxed_load(&crnn_pool.measure);
                 __atomic_thread_fence(__ATOMIC_ACQUIRE);
                 if (crnn_load(&crnn_pool.seq) == seq)
                     break;
@@ -174,7 +230,7 @@ static void *crnn_pool_worker(void *arg)
             unsigned long open = 2 * seq;
             if (__atomic_compare_exchange_n(&crnn_pool.claim[id], &open, open + 1, 0,
                                             __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-                crnn_pool_part(fn, ctx, id, nparts);
+                crnn_pool_part(fn, ctx, id, nparts, measure);
                 __atomic_sub_fetch(&crnn_pool.pending, 1, __ATOMIC_ACQ_REL);
             }
         }
@@ -228,22 +284,26 @@ static int crnn_pool_available(void)
 
 static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
 {
-    int threads = crnn_pool_available();
+    int threads = crnn_pool_available(), measure;
     long long t0, t1, t2;
     if (n > threads)
         n = threads;
     if (n <= 1 || pthread_mutex_trylock(&crnn_pool.busy) != 0) {
-        crnn_pool_part(fn, ctx, 0, 1);
+        crnn_pool_part(fn, ctx, 0, 1, 0);
         return;
     }
     n = crnn_pool_grow(n);
     if (n <= 1) {
         pthread_mutex_unlock(&crnn_pool.busy);
-        crnn_pool_part(fn, ctx, 0, 1);
+        crnn_pool_part(fn, ctx, 0, 1, 0);
         return;
     }
+    /* Every task of a retry is measured; otherwise one in CRNN_POOL_SAMPLE. */
+    measure = crnn_relaxed_load(&crnn_pool.backoff) != 0 ||
+              (crnn_pool.seq / 2) % CRNN_POOL_SAMPLE == 0;
     crnn_pool.arrived = 0;
     crnn_relaxed_store(&crnn_pool.degrade_at, 0);
+    crnn_relaxed_store(&crnn_pool.task_stalls, 0);
     crnn_store(&crnn_pool.pending, n - 1);
     /* seqlock write: odd, fields, even (a worker that read a torn task retries) */
     crnn_store(&crnn_pool.seq, crnn_pool.seq + 1);
@@ -251,6 +311,7 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
     crnn_relaxed_store(&crnn_pool.fn, fn);
     crnn_relaxed_store(&crnn_pool.ctx, ctx);
     crnn_relaxed_store(&crnn_pool.nparts, n);
+    crnn_relaxed_store(&crnn_pool.measure, measure);
     for (int id = 1; id < n; id++)
         crnn_store(&crnn_pool.claim[id], 2 * (crnn_pool.seq + 1));
     crnn_store(&crnn_pool.seq, crnn_pool.seq + 1);
@@ -260,7 +321,7 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
     pthread_mutex_unlock(&crnn_pool.mu);
     crnn_relaxed_store(&crnn_pool.split_tasks, crnn_pool.split_tasks + 1);
     t0 = crnn_now_ns();
-    crnn_pool_part(fn, ctx, 0, n);
+    crnn_pool_part(fn, ctx, 0, n, measure);
     t1 = crnn_now_ns();
     if (claimable) {
         /* Parts not started yet have nothing left to take: do not wait for them. */
@@ -279,10 +340,25 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
             sched_yield();   /* a worker was descheduled: let it run */
     }
     t2 = crnn_now_ns();
-    if (t2 - t1 > CRNN_POOL_STALL_NS && t2 - t1 > t1 - t0)
-        crnn_pool_contended(t2);
-    else if (t2 > crnn_relaxed_load(&crnn_pool.calm_until) + CRNN_POOL_BACKOFF_MAX_NS)
-        crnn_relaxed_store(&crnn_pool.backoff, 0);     /* long calm: forget old stalls */
+    crnn_pool_waited(t2 - t1);
+    /* A worker that started late may hold one chunk: only a wait much longer
+     * than that, and than part 0's own work, means it lost its core. */
+    if (t2 - t1 > 2 * CRNN_POOL_STALL_NS && t2 - t1 > 2 * (t1 - t0))
+        crnn_pool_stalled();
+    /* The verdict, once enough split thread-time has run since the last one. */
+    if (__atomic_add_fetch(&crnn_pool.split_ns, (t2 - t0) * n, __ATOMIC_RELAXED) >=
+            crnn_pool_window()) {
+        long long split = __atomic_exchange_n(&crnn_pool.split_ns, 0, __ATOMIC_RELAXED);
+        long long lost = __atomic_exchange_n(&crnn_pool.lost_ns, 0, __ATOMIC_RELAXED);
+        long long sampled = __atomic_exchange_n(&crnn_pool.sampled_ns, 0, __ATOMIC_RELAXED);
+        long long off = __atomic_exchange_n(&crnn_pool.offcpu_ns, 0, __ATOMIC_RELAXED);
+        if (4 * lost > split || 10 * off > sampled) {
+            crnn_pool_contended(t2);
+        } else {        /* calm: forget old contention, slowly */
+            long long b = crnn_relaxed_load(&crnn_pool.backoff) / 2;
+            crnn_relaxed_store(&crnn_pool.backoff, b < CRNN_POOL_BACKOFF_MIN_NS ? 0 : b);
+        }
+    }
     pthread_mutex_unlock(&crnn_pool.busy);
 }
 
@@ -308,11 +384,13 @@ static int crnn_pool_gather(int part, int nparts, int *rank)
             if (!waiting)
                 break;
             crnn_pause();
-            if ((spins & 255) == 0 && crnn_now_ns() - t0 > CRNN_POOL_STALL_NS) {
-                crnn_pool_contended(crnn_now_ns());
+            /* A late start is a worker slow to wake (an idle vCPU can take
+             * milliseconds), not a busy machine: run without it, but do not
+             * count it as contention (barrier stalls do that). */
+            if ((spins & 255) == 0 && crnn_now_ns() - t0 > CRNN_POOL_STALL_NS)
                 break;
-            }
         }
+        crnn_pool_waited(crnn_now_ns() - t0);
         for (int id = 1; id < nparts; id++) {
             open = 2 * seq;
             if (__atomic_compare_exchange_n(&crnn_pool.claim[id], &open, 0, 0,
@@ -346,10 +424,12 @@ static int crnn_pool_gather(int part, int nparts, int *rank)
 static int crnn_pool_sync(int nparts)
 {
     unsigned long phase, stop;
-    long long arrival, now;
+    long long arrival = 0, now;
+    int stalled = 0;
     if (nparts <= 1)
         return 1;
-    if (crnn_pool_part_id != 0 && !crnn_pool_synced++ && crnn_relaxed_load(&crnn_pool_stall_ns)) {
+    if (crnn_pool_part_id != 0 && crnn_relaxed_load(&crnn_pool_stall_count) > 0 &&
+            __atomic_sub_fetch(&crnn_pool_stall_count, 1, __ATOMIC_RELAXED) >= 0) {
         struct timespec ts = {0, (long)crnn_relaxed_load(&crnn_pool_stall_ns)};
         nanosleep(&ts, NULL);
     }
@@ -363,21 +443,29 @@ static int crnn_pool_sync(int nparts)
             crnn_pause();
             if ((spins & 1023) == 0) {
                 now = crnn_now_ns();
-                if (now - arrival > CRNN_POOL_STALL_NS &&
-                        now - arrival > arrival - crnn_pool_mark) {
-                    /* Stop at the next barrier: every part has arrived there
-                     * after this store, so all of them read it. */
+                if (!stalled && now - arrival > CRNN_POOL_STALL_NS &&
+                        now - arrival > 2 * (arrival - crnn_pool_mark))
+                    stalled = 1;
+                if (stalled && crnn_load(&crnn_pool.task_stalls) >= 1) {
+                    /* A second stall in this task: stop at the next barrier.
+                     * Every part arrives there after this store, so all of
+                     * them read it. */
                     unsigned long zero = 0;
-                    if (__atomic_compare_exchange_n(&crnn_pool.degrade_at, &zero, phase + 2, 0,
-                                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-                        crnn_pool_contended(now);
+                    __atomic_compare_exchange_n(&crnn_pool.degrade_at, &zero, phase + 2, 0,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
                 }
                 if ((spins & 4095) == 0)
                     sched_yield();
             }
         }
     }
-    crnn_pool_mark = crnn_now_ns();
+    now = crnn_now_ns();
+    if (arrival) {
+        crnn_pool_waited(now - arrival);
+        if (stalled)
+            crnn_pool_stalled();
+    }
+    crnn_pool_mark = now;
     stop = crnn_load(&crnn_pool.degrade_at);
     if (stop != 0 && stop <= phase + 1) {
         if (crnn_pool_part_id == 0)
@@ -405,13 +493,21 @@ static unsigned long crnn_pool_counter(int which)
     }
 }
 
-static void crnn_pool_test_stall(long long ns) { crnn_relaxed_store(&crnn_pool_stall_ns, ns); }
+static void crnn_pool_test_stall(long long ns, long long count)
+{
+    crnn_relaxed_store(&crnn_pool_stall_ns, ns);
+    crnn_relaxed_store(&crnn_pool_stall_count, count);
+}
 
 /* Forget contention (tests, benchmarks): threads are used again at once. */
 static void crnn_pool_calm(void)
 {
     crnn_relaxed_store(&crnn_pool.calm_until, 0);
     crnn_relaxed_store(&crnn_pool.backoff, 0);
+    crnn_relaxed_store(&crnn_pool.lost_ns, 0);
+    crnn_relaxed_store(&crnn_pool.split_ns, 0);
+    crnn_relaxed_store(&crnn_pool.sampled_ns, 0);
+    crnn_relaxed_store(&crnn_pool.offcpu_ns, 0);
 }
 
 #define CRNN_HAVE_POOL 1
@@ -432,7 +528,7 @@ static int crnn_pool_threads(void) { return 1; }
 static int crnn_pool_available(void) { return 1; }
 static unsigned long crnn_pool_counter(int which) { (void)which; return 0; }
 static void crnn_pool_calm(void) {}
-static void crnn_pool_test_stall(long long ns) { (void)ns; }
+static void crnn_pool_test_stall(long long ns, long long count) { (void)ns; (void)count; }
 #define CRNN_HAVE_POOL 0
 
 #endif
