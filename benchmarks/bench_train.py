@@ -613,7 +613,8 @@ def main(argv=None):
           f"{gate.discarded} disturbed measurements discarded in all")
 
     if args.json:
-        payload = {"command": ["python"] + sys.argv, "args": vars(args), "settings": settings,
+        payload = {"command": ["python"] + sys.argv,
+                   "args": dict(vars(args), net=args.net.as_dict()), "settings": settings,
                    "machine": info, "peak_gemm_gflops": peak, "self_check": check,
                    "results": results}
         with open(args.json, "w") as f:
