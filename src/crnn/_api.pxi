@@ -26,12 +26,16 @@ cdef void _forward_all(Call* c) noexcept nogil:
 
 cdef void _loss_all(Call* c) noexcept nogil:
     cdef Region R
+    cdef double t0
     R.c = c
     R.njobs = 0
     _stack_forward(c, &R)
+    t0 = crnn_seconds() if _profiling else 0
     _head_forward(c, &R, True)
+    _lap(2, &t0)
     if c.backward:
         _head_backward(c, &R)
+        _lap(3, &t0)
         _stack_backward(c, &R, c.dY if c.per_step else NULL)
 
 
@@ -323,3 +327,17 @@ def test_stall(long long ns, long long count=1 << 40):
 def calm():
     """Forget any contention seen: use threads again at once."""
     crnn_pool_calm()
+
+
+def profile(bint on):
+    """Accumulate the time of each phase of every call (see phases())."""
+    global _profiling
+    _profiling = on
+
+
+def phases():
+    """Seconds spent in each phase (PHASES) since the last call; resets them."""
+    out = {name: _phase_time[i] for i, name in enumerate(PHASES)}
+    for i in range(len(PHASES)):
+        _phase_time[i] = 0
+    return out

@@ -119,8 +119,9 @@ cdef void _head_forward(Call* c, Region* R, bint loss) noexcept nogil:
     memset(c.sums, 0, c.parts * (n.O + 1) * sizeof(double))
     j = _gemm_job(R, False, True, rows, n.O, n.Hd, Y, ld, c.W + n.wy * es, n.Hd, 0,
                   c.Z if loss else c.y, n.O)
-    j.fn = _head_chunk
-    j.arg = loss
+    # by rows whatever the shape: the loss and the output function work row by row
+    j.fn, j.arg, j.split_n = _head_chunk, loss, False
+    j.rows, j.cost, j.repack = rows, 2.0 * n.O * n.Hd, <double>n.O * n.Hd
     _run(R)
     c.loss = 0
     for p in range(c.parts):

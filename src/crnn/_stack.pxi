@@ -1,6 +1,34 @@
 # Layers and directions: the regions of a forward pass and of BPTT, in order.
 # The plan is in the module docstring (_engine.pyx).
 
+cdef extern from *:
+    """
+    #include <time.h>
+    static double crnn_seconds(void)
+    {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return t.tv_sec + t.tv_nsec * 1e-9;
+    }
+    """
+    double crnn_seconds() nogil
+
+# The phases' times, accumulated while profiling (profile() switches it; a few
+# clock reads per layer): the benchmarks' breakdown of a step.
+PHASES = ("input projections", "forward loops", "head", "head backward",
+          "backward setup", "backward loops", "weight gradients")
+cdef bint _profiling = False
+cdef double _phase_time[7]
+
+
+cdef inline void _lap(int phase, double* since) noexcept nogil:
+    """Add the time since ``since`` to ``phase`` and restart the clock (when profiling)."""
+    cdef double now
+    if _profiling:
+        now = crnn_seconds()
+        _phase_time[phase] += now - since[0]
+        since[0] = now
+
 cdef inline Py_ssize_t _es(const Call* c) noexcept nogil:
     return sizeof(double) if c.net.is_double else sizeof(float)
 
@@ -42,6 +70,7 @@ cdef void _stack_forward(Call* c, Region* R) noexcept nogil:
     cdef Job* j
     cdef const char* Xd
     cdef Loop loops[2]
+    cdef double t0 = crnn_seconds() if _profiling else 0
     for l in range(n.L):
         if n.dirs == 2:     # the reverse direction's input, in its order
             b = &c.buf[l * 2 + 1]
@@ -72,7 +101,9 @@ cdef void _stack_forward(Call* c, Region* R) noexcept nogil:
                 j.A, j.C, j.w = c.W + n.ld[i].wh * es, b.Pf, 0
             _loop_init(&loops[d], c, i)
         _run(R)
+        _lap(0, &t0)
         _run_loops(&loops[0], &loops[1] if n.dirs == 2 else NULL, False, c.parts)
+        _lap(1, &t0)
         if c.Y[l] != NULL:
             _assemble(c, R, l, c.Y[l], c.masks + l * TB * n.Hd * es
                       if c.masks != NULL and l < n.L - 1 else NULL)
@@ -144,6 +175,7 @@ cdef void _stack_backward(Call* c, Region* R, const char* dY) noexcept nogil:
     cdef char* dX
     cdef char* tmp
     cdef bint per_seq_top = n.O and not c.per_step and c.dOut == NULL
+    cdef double t0 = crnn_seconds() if _profiling else 0
     memset(c.normp, 0, c.parts * c.T * sizeof(double))
     for l in range(n.L - 1, -1, -1):
         for d in range(n.dirs):
@@ -169,7 +201,9 @@ cdef void _stack_backward(Call* c, Region* R, const char* dY) noexcept nogil:
                 j = _job(R, _pack_chunk, 1, 2.0 * GH * H, 1)
                 j.A, j.C, j.w = c.W + n.ld[i].wh * es, b.Pb, 1
         _run(R)
+        _lap(4, &t0)
         _run_loops(&loops[0], &loops[1] if n.dirs == 2 else NULL, True, c.parts)
+        _lap(5, &t0)
         # The weight gradients, and ∂L/∂(this layer's input) when anything needs it.
         Din = n.ld[l * n.dirs].Din
         dX = c.dXl if l > 0 else c.dX
@@ -210,6 +244,7 @@ cdef void _stack_backward(Call* c, Region* R, const char* dY) noexcept nogil:
             c.dY = c.dXl
             c.dXl = tmp
             dY = c.dY
+        _lap(6, &t0)
         for d in range(n.dirs):
             i = l * n.dirs + d
             if c.dh0 != NULL:
