@@ -78,7 +78,13 @@ def child(lib, size_name, dtype, threads, forward_only, net=None):
     step()
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return {"rss_peak": rss_peak, "traced_peak": traced_peak}
+    out = {"rss_peak": rss_peak, "traced_peak": traced_peak}
+    engine = getattr(getattr(runner, "model", None), "_engine", None)
+    if hasattr(engine, "workspace_bytes"):
+        # crnn keeps one workspace per model, allocated by the first call and
+        # reused: a step's growth above does not see it, so it is reported apart.
+        out["workspace"] = engine.workspace_bytes
+    return out
 
 
 def measure(lib, size_name, dtype, threads=None, forward_only=False, net=None):

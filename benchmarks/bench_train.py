@@ -486,13 +486,16 @@ def print_summary(results, libraries, peak, forward):
             line += f"{c['gflops']:>14.2f}{100 * c['fraction_of_peak']:>7.1f}%"
         print(line)
     if any("activations_bytes" in r for r in results):
-        print("\n== peak memory per step, MiB: RSS growth (tracemalloc peak)")
-        print(f"  {'size':<10}{'activations':>13}" + "".join(f"{lib:>18}" for lib in libraries))
+        print("\n== peak memory per step, MiB: RSS growth (tracemalloc peak); crnn's "
+              "workspace, kept from step to step, apart")
+        print(f"  {'size':<10}{'activations':>13}" + "".join(f"{lib:>18}" for lib in libraries)
+              + f"{'crnn workspace':>16}")
         for r in results:
             cells = "".join(
                 f"{_mib(m['rss_peak']) + ' (' + _mib(m['traced_peak']) + ')':>18}"
                 for m in (r["libraries"][lib]["memory"] for lib in libraries))
-            print(f"  {r['size']:<10}{_mib(r['activations_bytes']):>13}{cells}")
+            ws = r["libraries"].get("crnn", {}).get("memory", {}).get("workspace")
+            print(f"  {r['size']:<10}{_mib(r['activations_bytes']):>13}{cells}{_mib(ws):>16}")
 
 
 def run_size(name, args, workers, peak, settings, gate, size=None):

@@ -107,6 +107,11 @@ cdef class Engine:
     def __dealloc__(self):
         free(self.lds)
 
+    @property
+    def workspace_bytes(self):
+        """The size of the workspace kept for this model's calls (reused by each)."""
+        return self.ws.size
+
     cdef Workspace _take_ws(self):
         if self.ws.busy:
             return Workspace()      # another thread's call is using ours
@@ -294,11 +299,13 @@ def set_cell_level(str name):
 
 
 def counters():
-    """What ran: the pool's split tasks, stalls, degraded loops and cancelled parts;
+    """What ran: the pool's split tasks, stalls, degraded loops, cancelled parts and
+    verdicts of contention (each a backoff on one thread);
     the loops run whole, by units, by rows and as direction pairs; loops by per-step
     product (kernel_blas, kernel_sse2, ...) and by float32 cell level (cells_sse2, ...)."""
     out = {"split_tasks": crnn_pool_counter(0), "stalls": crnn_pool_counter(1),
            "degraded": crnn_pool_counter(2), "cancelled": crnn_pool_counter(3),
+           "contended": crnn_pool_counter(4),
            "whole": _runs[0], "units": _runs[1], "rows": _runs[2], "pairs": _runs[3],
            "kernel_blas": _kernel_runs[0]}
     for i, name in enumerate(_LEVELS):

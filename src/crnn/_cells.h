@@ -11,8 +11,9 @@
  * becomes SSE2, AVX2 and AVX-512 loops (no FMA: every level rounds alike).
  * The maths of each cell is in its file.
  *
- * Adding a cell: write cells/NAME.h, include it below, add a row to
- * crnn_cells[] and a name to the model table in model.py.
+ * Adding a cell: write cells/NAME.h, include it below (three times: float
+ * per level, and double) and add a row to crnn_cells[]; the public class
+ * that uses it is a few lines in model.py.
  */
 #ifndef CRNN_CELLS_H
 #define CRNN_CELLS_H

@@ -23,6 +23,8 @@ class Workspace:
 class Engine:
     layout: list[tuple[str, int, tuple[int, ...]]]
     size: int
+    @property
+    def workspace_bytes(self) -> int: ...
     def __init__(
         self,
         cell: str,

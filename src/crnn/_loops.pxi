@@ -5,8 +5,9 @@
 #   by units   each part owns hidden units [u0, u1) of every gate (whole
 #              panels of the packed W_h): its share of each step's product
 #              and of the cell; one barrier per step, since the next step's
-#              product reads every unit. A stall at a barrier (a core taken
-#              by another process) hands the rest of the loop to part 0.
+#              product reads every unit. Repeated stalls at the barriers (a
+#              core taken by another process) hand the rest of the loop to
+#              part 0 (_pool.h).
 #   by rows    each part owns whole sequences for all T steps: no barrier;
 #              rows are cut so that each block has about the same number of
 #              valid steps, and blocks are claimed, so a slow part takes fewer.

@@ -24,10 +24,11 @@
  * CRNN_POOL_SAMPLE; spinning counts as CPU, so this is preemption alone) and
  * (b) the time they spend waiting for each other (at barriers, for a late
  * start, for the last chunk). When, over the last CRNN_POOL_WINDOW_NS of
- * split thread-time, (a) exceeds a tenth or (b) a quarter of it, the pool
+ * split thread-time, (a) exceeds a fifth or (b) a quarter of it, the pool
  * runs every task on the caller alone for a backoff time
- * (CRNN_POOL_BACKOFF_MIN_NS, doubling while the retries still lose as much,
- * up to CRNN_POOL_BACKOFF_MAX_NS; halving with each calm verdict), then tries
+ * (CRNN_POOL_BACKOFF_MIN_NS, four times longer while the retries still lose
+ * as much, up to CRNN_POOL_BACKOFF_MAX_NS; halving with each calm verdict),
+ * then tries
  * threads again, judged on a shorter window (CRNN_POOL_PROBE_NS) so that a
  * retry under load costs little. Within a loop, a second stall (a wait at a
  * barrier longer than CRNN_POOL_STALL_NS and than twice the waiter's own
@@ -35,7 +36,9 @@
  * the next barrier, to stop splitting: part 0 finishes the loop alone. One
  * stall alone changes nothing: a virtual machine pauses a vCPU for a few ms
  * now and then (measured here: about one such stall a second with nothing
- * else running), and that must not cost an idle machine its second thread.
+ * else running), and that must not cost an idle machine its second thread;
+ * while with one other busy process on two cores, each of three threads is
+ * off the CPU about a third of the time.
  *
  * POSIX only (pthreads and GCC/Clang atomics); elsewhere every task runs on
  * the calling thread. A forked child starts with no workers.
@@ -62,11 +65,11 @@ typedef void (*crnn_task_fn)(void *ctx, int part, int nparts);
 
 #define CRNN_POOL_SPIN_NS 1000000LL
 #define CRNN_POOL_STALL_NS 2000000LL
-#define CRNN_POOL_WINDOW_NS 50000000LL
-#define CRNN_POOL_PROBE_NS 10000000LL
+#define CRNN_POOL_WINDOW_NS 100000000LL
+#define CRNN_POOL_PROBE_NS 20000000LL
 #define CRNN_POOL_SAMPLE 4      /* one task in this many measures CPU time (~0.6 µs a read) */
-#define CRNN_POOL_BACKOFF_MIN_NS 100000000LL
-#define CRNN_POOL_BACKOFF_MAX_NS 4000000000LL
+#define CRNN_POOL_BACKOFF_MIN_NS 200000000LL
+#define CRNN_POOL_BACKOFF_MAX_NS 8000000000LL
 
 #if defined(__x86_64__) || defined(__i386__)
 #define crnn_pause() __builtin_ia32_pause()
@@ -106,7 +109,7 @@ static struct {
     long long calm_until, backoff, split_ns, lost_ns, sampled_ns, offcpu_ns;
     int task_stalls, measure;
     /* counters, for tests and the benchmarks */
-    unsigned long split_tasks, stalls, degrades, cancelled;
+    unsigned long split_tasks, stalls, degrades, cancelled, contended;
 } crnn_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                0, 0, 0, 1};
 
@@ -136,8 +139,9 @@ static void crnn_pool_contended(long long now)
     if (b < CRNN_POOL_BACKOFF_MIN_NS)
         b = CRNN_POOL_BACKOFF_MIN_NS;
     crnn_relaxed_store(&crnn_pool.calm_until, now + b);
-    crnn_relaxed_store(&crnn_pool.backoff, b * 2 < CRNN_POOL_BACKOFF_MAX_NS ?
-                                               b * 2 : CRNN_POOL_BACKOFF_MAX_NS);
+    __atomic_add_fetch(&crnn_pool.contended, 1, __ATOMIC_RELAXED);
+    crnn_relaxed_store(&crnn_pool.backoff, b * 4 < CRNN_POOL_BACKOFF_MAX_NS ?
+                                               b * 4 : CRNN_POOL_BACKOFF_MAX_NS);
 }
 
 /* The split thread-time after which the waits are judged: shorter while the
@@ -352,7 +356,7 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
         long long lost = __atomic_exchange_n(&crnn_pool.lost_ns, 0, __ATOMIC_RELAXED);
         long long sampled = __atomic_exchange_n(&crnn_pool.sampled_ns, 0, __ATOMIC_RELAXED);
         long long off = __atomic_exchange_n(&crnn_pool.offcpu_ns, 0, __ATOMIC_RELAXED);
-        if (4 * lost > split || 10 * off > sampled) {
+        if (4 * lost > split || 5 * off > sampled) {
             crnn_pool_contended(t2);
         } else {        /* calm: forget old contention, slowly */
             long long b = crnn_relaxed_load(&crnn_pool.backoff) / 2;
@@ -482,14 +486,16 @@ static void crnn_pool_set_threads(int n)
 
 static int crnn_pool_threads(void) { return crnn_relaxed_load(&crnn_pool.threads); }
 
-/* counters: 0 split tasks, 1 stalls, 2 degraded loops, 3 cancelled parts */
+/* counters: 0 split tasks, 1 stalls, 2 degraded loops, 3 cancelled parts,
+ * 4 verdicts of contention */
 static unsigned long crnn_pool_counter(int which)
 {
     switch (which) {
     case 0: return crnn_relaxed_load(&crnn_pool.split_tasks);
     case 1: return crnn_relaxed_load(&crnn_pool.stalls);
-    case 2: return crnn_relaxed_load(&crnn_pool.degrades) ;
-    default: return crnn_relaxed_load(&crnn_pool.cancelled);
+    case 2: return crnn_relaxed_load(&crnn_pool.degrades);
+    case 3: return crnn_relaxed_load(&crnn_pool.cancelled);
+    default: return crnn_relaxed_load(&crnn_pool.contended);
     }
 }
 

@@ -3,6 +3,16 @@
 
 cdef extern from *:
     """
+    #if defined(_WIN32)
+    #include <windows.h>
+    static double crnn_seconds(void)
+    {
+        LARGE_INTEGER t, f;
+        QueryPerformanceCounter(&t);
+        QueryPerformanceFrequency(&f);
+        return (double)t.QuadPart / (double)f.QuadPart;
+    }
+    #else
     #include <time.h>
     static double crnn_seconds(void)
     {
@@ -10,6 +20,7 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &t);
         return t.tv_sec + t.tv_nsec * 1e-9;
     }
+    #endif
     """
     double crnn_seconds() nogil
 
