@@ -274,13 +274,18 @@ def forward(params, x, h0=None, lengths=None, nonlinearity="tanh", output="softm
             z = net.p["W_y"] @ layers[-1]["out"][t] + net.p["b_y"]
             y[t, b] = np.exp(z - z.max()) / np.exp(z - z.max()).sum() if output == "softmax" \
                 else z
-        for l in range(net.L):
-            for d in range(net.dirs):
-                h, c = layers[l]["finals"][d]
-                hl[l * net.dirs + d, b] = h
-                if c is not None:
-                    cl[l * net.dirs + d, b] = c
+        _keep_finals(net, layers, b, hl, cl)
     return y, _out_states(hl, cl, net)
+
+
+def _keep_finals(net, layers, b, hl, cl):
+    """Sequence b's final states (h, c) of every layer and direction into hl, cl."""
+    for l in range(net.L):
+        for d in range(net.dirs):
+            h, c = layers[l]["finals"][d]
+            hl[l * net.dirs + d, b] = h
+            if c is not None:
+                cl[l * net.dirs + d, b] = c
 
 
 def _out_states(h, c, net):
@@ -346,12 +351,7 @@ def loss_and_grad(params, x, target, h0=None, lengths=None, nonlinearity="tanh",
                 i = (net.L - 1) * net.dirs + d
                 d_final[i] = (dzin[d * net.H:(d + 1) * net.H], d_final[i][1])
         _backward(net, layers, n, d_out, d_final, g)
-        for l in range(net.L):
-            for d in range(net.dirs):
-                h, c = layers[l]["finals"][d]
-                hl[l * net.dirs + d, b] = h
-                if c is not None:
-                    cl[l * net.dirs + d, b] = c
+        _keep_finals(net, layers, b, hl, cl)
     return total * scale, g, _out_states(hl, cl, net)
 
 

@@ -27,8 +27,8 @@
  * split thread-time, (a) exceeds a fifth or (b) a quarter of it, the pool
  * runs every task on the caller alone for a backoff time
  * (CRNN_POOL_BACKOFF_MIN_NS, four times longer while the retries still lose
- * as much, up to CRNN_POOL_BACKOFF_MAX_NS; halving with each calm verdict),
- * then tries
+ * half as much, up to CRNN_POOL_BACKOFF_MAX_NS; halving with each calm
+ * verdict), then tries
  * threads again, judged on a shorter window (CRNN_POOL_PROBE_NS) so that a
  * retry under load costs little. Within a loop, a second stall (a wait at a
  * barrier longer than CRNN_POOL_STALL_NS and than twice the waiter's own
@@ -356,7 +356,9 @@ static void crnn_pool_run(crnn_task_fn fn, void *ctx, int n, int claimable)
         long long lost = __atomic_exchange_n(&crnn_pool.lost_ns, 0, __ATOMIC_RELAXED);
         long long sampled = __atomic_exchange_n(&crnn_pool.sampled_ns, 0, __ATOMIC_RELAXED);
         long long off = __atomic_exchange_n(&crnn_pool.offcpu_ns, 0, __ATOMIC_RELAXED);
-        if (4 * lost > split || 5 * off > sampled) {
+        /* Hysteresis: a retry must be clearly calm (half the losses) to count as calm. */
+        int retry = crnn_relaxed_load(&crnn_pool.backoff) != 0;
+        if ((retry ? 8 : 4) * lost > split || (retry ? 10 : 5) * off > sampled) {
             crnn_pool_contended(t2);
         } else {        /* calm: forget old contention, slowly */
             long long b = crnn_relaxed_load(&crnn_pool.backoff) / 2;

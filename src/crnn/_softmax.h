@@ -38,19 +38,18 @@ CRNN_DEFINE_SOFTMAX(base, )
 #if CRNN_HAVE_X86_LEVELS
 CRNN_DEFINE_SOFTMAX(avx2, __attribute__((target("avx2"))))
 CRNN_DEFINE_SOFTMAX(avx512, __attribute__((target("avx512f"))))
+#else   /* one level: every slot of the tables below is the baseline */
+#define crnn_bias_max_avx2 crnn_bias_max_base
+#define crnn_bias_max_avx512 crnn_bias_max_base
+#define crnn_exp_sum_avx2 crnn_exp_sum_base
+#define crnn_exp_sum_avx512 crnn_exp_sum_base
+#endif
+
 typedef float (*crnn_bias_max_fn)(float *, const float *, ptrdiff_t);
 typedef double (*crnn_exp_sum_fn)(float *, float, ptrdiff_t);
 static const crnn_bias_max_fn crnn_bias_max_f[3] = {crnn_bias_max_base, crnn_bias_max_avx2,
                                                     crnn_bias_max_avx512};
 static const crnn_exp_sum_fn crnn_exp_sum_f[3] = {crnn_exp_sum_base, crnn_exp_sum_avx2,
                                                   crnn_exp_sum_avx512};
-#else
-typedef float (*crnn_bias_max_fn)(float *, const float *, ptrdiff_t);
-typedef double (*crnn_exp_sum_fn)(float *, float, ptrdiff_t);
-static const crnn_bias_max_fn crnn_bias_max_f[3] = {crnn_bias_max_base, crnn_bias_max_base,
-                                                    crnn_bias_max_base};
-static const crnn_exp_sum_fn crnn_exp_sum_f[3] = {crnn_exp_sum_base, crnn_exp_sum_base,
-                                                  crnn_exp_sum_base};
-#endif
 
 #endif
