@@ -31,7 +31,7 @@ macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if os.environ.get("CRNN_NO_KERNEL", "") not in ("", "0"):
     macros.append(("CRNN_NO_KERNEL", "1"))
 
-headers = ["_fastmath.h", "_cells.h", "cells/elman.h", "cells/lstm.h", "cells/gru.h",
+headers = ["_fastmath.h", "_cells.h", "_cell_elman.h", "_cell_lstm.h", "_cell_gru.h",
            "_softmax.h", "_recurrent.h", "_pool.h", "_blasthreads.h", "_blas.pxd",
            "_workspace.pxi", "_products.pxi", "_heads.pxi", "_loops.pxi", "_stack.pxi",
            "_api.pxi"]

@@ -5,13 +5,13 @@
  * and of hidden units [u0, u1), for every one of its G gate blocks; the
  * driver has already added the recurrent product W_h·h_{t-1} to the gate
  * pre-activations (or, for a cell with `sep_h`, left it in `ah`). Each cell
- * file (cells/NAME.h) is written once in terms of CRNN_T, CRNN_EXP,
+ * file (_cell_NAME.h) is written once in terms of CRNN_T, CRNN_EXP,
  * CRNN_TANH, CRNN_SIGMOID and CRNN_FN(), and is included here once per type
  * and, for float32, once per x86-64 ISA level, so that the same source
  * becomes SSE2, AVX2 and AVX-512 loops (no FMA: every level rounds alike).
  * The maths of each cell is in its file.
  *
- * Adding a cell: write cells/NAME.h, include it below (three times: float
+ * Adding a cell: write _cell_NAME.h, include it below (three times: float
  * per level, and double) and add a row to crnn_cells[]; the public class
  * that uses it is a few lines in model.py.
  */
@@ -63,24 +63,24 @@ CRNN_DEFINE_STEP(double, crnn_step_d)
 #define CRNN_ONE 1.0f
 #define CRNN_ATTR
 #define CRNN_FN(name) CRNN_CAT(name, _f_base)
-#include "cells/elman.h"
-#include "cells/lstm.h"
-#include "cells/gru.h"
+#include "_cell_elman.h"
+#include "_cell_lstm.h"
+#include "_cell_gru.h"
 #undef CRNN_ATTR
 #undef CRNN_FN
 #if CRNN_HAVE_X86_LEVELS
 #define CRNN_ATTR __attribute__((target("avx2")))
 #define CRNN_FN(name) CRNN_CAT(name, _f_avx2)
-#include "cells/elman.h"
-#include "cells/lstm.h"
-#include "cells/gru.h"
+#include "_cell_elman.h"
+#include "_cell_lstm.h"
+#include "_cell_gru.h"
 #undef CRNN_ATTR
 #undef CRNN_FN
 #define CRNN_ATTR __attribute__((target("avx512f")))
 #define CRNN_FN(name) CRNN_CAT(name, _f_avx512)
-#include "cells/elman.h"
-#include "cells/lstm.h"
-#include "cells/gru.h"
+#include "_cell_elman.h"
+#include "_cell_lstm.h"
+#include "_cell_gru.h"
 #undef CRNN_ATTR
 #undef CRNN_FN
 #endif
@@ -99,9 +99,9 @@ CRNN_DEFINE_STEP(double, crnn_step_d)
 #define CRNN_ONE 1.0
 #define CRNN_ATTR
 #define CRNN_FN(name) CRNN_CAT(name, _d)
-#include "cells/elman.h"
-#include "cells/lstm.h"
-#include "cells/gru.h"
+#include "_cell_elman.h"
+#include "_cell_lstm.h"
+#include "_cell_gru.h"
 #undef CRNN_ATTR
 #undef CRNN_FN
 #undef CRNN_T
