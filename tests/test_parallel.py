@@ -198,15 +198,20 @@ def test_an_occasional_stall_keeps_the_threads(threads):
     one = _call(model, case)
     threads(2)
     _engine.force_split("units")
-    _engine.calm()
-    _engine.test_stall(10_000_000, count=1)
-    got, ran = _counted(lambda: _call(model, case), calm=False)
-    assert ran["stalls"] >= 1 and ran["degraded"] == 0, ran
+    for attempt in range(5):
+        # The host's own stalls would add to the one simulated here: try until
+        # a run sees that one alone.
+        _engine.calm()
+        _engine.test_stall(10_000_000, count=1)
+        got, ran = _counted(lambda: _call(model, case), calm=False)
+        if ran["stalls"] == 1:
+            break
+    else:
+        pytest.skip(f"the machine stalls on its own (last run: {ran}); nothing to measure")
+    assert ran["degraded"] == 0 and ran["contended"] == 0, ran
     _same(got, one, "float64", "one thread")
-    # Still on threads: the next call splits (a worker slow to wake may sit a
-    # loop out, cancelled, but that is no contention either).
     got, ran = _counted(lambda: _call(model, case), calm=False)
-    assert ran["split_tasks"] > 0, ran
+    assert ran["split_tasks"] > 0, ran      # still on threads
 
 
 def test_blas_thread_limit_caps_crnn(threads):
