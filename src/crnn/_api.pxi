@@ -20,7 +20,7 @@ cdef void _forward_all(Call* c) noexcept nogil:
     R.c = c
     R.njobs = 0
     _stack_forward(c, &R)
-    if c.y != NULL:
+    if c.y != NULL and not c.abort:
         _head_forward(c, &R, False)
 
 
@@ -30,6 +30,8 @@ cdef void _loss_all(Call* c) noexcept nogil:
     R.c = c
     R.njobs = 0
     _stack_forward(c, &R)
+    if c.abort:
+        return
     t0 = crnn_seconds() if _profiling else 0
     _head_forward(c, &R, True)
     _lap(2, &t0)
@@ -154,8 +156,10 @@ cdef class Engine:
         cap = crnn_blas_enter()
         try:
             self._prepare(&c, ws, len(bs), B, cap, -1, -1)
+            _start_checks(&c)
             with nogil:
                 _forward_all(&c)
+            _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
             self._give_ws(ws)
@@ -182,8 +186,10 @@ cdef class Engine:
         cap = crnn_blas_enter()
         try:
             self._prepare(&c, ws, len(bs), B, cap, -1, -1)
+            _start_checks(&c)
             with nogil:
                 _loss_all(&c)
+            _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
             self._give_ws(ws)
@@ -205,8 +211,10 @@ cdef class Engine:
         cap = crnn_blas_enter()
         try:
             self._prepare(&c, tape, len(bs), B, cap, -1, -1)
+            _start_checks(&c)
             with nogil:
                 _forward_all(&c)
+            _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
         tape.T, tape.B, tape.flags = c.T, c.B, c.parts
@@ -230,8 +238,10 @@ cdef class Engine:
         cap = crnn_blas_enter()
         try:
             self._prepare(&c, tape, tape.T, tape.B, cap, tape.flags, nr)
+            _start_checks(&c)
             with nogil:
                 _backward_all(&c)
+            _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
 
@@ -348,3 +358,20 @@ def phases():
     for i in range(len(PHASES)):
         _phase_time[i] = 0
     return out
+
+
+def chunks_run():
+    """Chunks of time loops run so far (tests: did a loop run in pieces, or stop early)."""
+    return _chunks_run
+
+
+def set_chunk_flops(double flops):
+    """The work of one chunk of a time loop (tests cut loops into single steps with 1)."""
+    global _CHUNK_FLOPS
+    if not flops > 0:
+        raise ValueError(f"flops: expected a number > 0, got {flops}")
+    _CHUNK_FLOPS = flops
+
+
+def chunk_flops():
+    return _CHUNK_FLOPS

@@ -52,7 +52,11 @@ from libc.string cimport memcpy, memset
 
 from crnn cimport _blas
 
+import threading
+
 import numpy as np
+
+_MAIN_THREAD = threading.main_thread().ident
 
 cdef extern from "_cells.h" nogil:
     ctypedef struct crnn_step_f:
@@ -220,11 +224,16 @@ ctypedef struct Call:
     double* sums        # (parts, O + 1) the head's partial sums (db_y, the loss)
     double* normp       # (parts, T) partial ‖∂L/∂h_t‖²
     int parts           # threads this call may use
+    # interrupts (_interrupts.pxi)
+    bint check_signals  # a call from the main thread: run signal handlers now and then
+    bint abort          # a handler raised: stop at the next boundary
+    double checked_at
 
 
 include "_workspace.pxi"
 include "_products.pxi"
 include "_heads.pxi"
+include "_interrupts.pxi"
 include "_loops.pxi"
 include "_stack.pxi"
 include "_api.pxi"

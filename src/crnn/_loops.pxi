@@ -23,6 +23,7 @@ ctypedef struct Loop:
     const crnn_cell* cell
     DirBuf* b
     Py_ssize_t T, B, H, G, GH, nr
+    Py_ssize_t t_lo, t_hi       # the chunk of steps being run (_run_loop)
     const Py_ssize_t* bs
     const Py_ssize_t* tmap      # reverse: rev, to find each row's time (hidden-gradient norms)
     const char* Wh
@@ -145,7 +146,7 @@ cdef void _forward_block(const Loop* L, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t
     cdef floating* E = <floating*>L.b.E
     cdef floating* prev
     cdef floating* cur
-    for t in range(T):
+    for t in range(L.t_lo, L.t_hi):
         bt = min(max(L.bs[t], r0), r1)
         prev = Hs + t * step
         cur = prev + step
@@ -185,7 +186,7 @@ cdef void _backward_block(const Loop* L, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_
     cdef floating* Et
     cdef const floating* up
     cdef double sq
-    for t in range(T - 1, -1, -1):
+    for t in range(L.t_hi - 1, L.t_lo - 1, -1):
         bt = min(max(L.bs[t], r0), r1)
         A = <floating*>L.b.A + t * B * GH
         Et = E + t * B * ex if E != NULL else NULL
@@ -350,25 +351,51 @@ cdef inline Py_ssize_t _valid_steps(const Loop* L, Py_ssize_t r) noexcept nogil:
     return lo
 
 
-cdef void _run_loop(Loop* L, bint backward, int parts) noexcept nogil:
-    """Run one loop, split as _plan says."""
-    cdef int n = _plan(L, parts)
-    _kernel_runs[crnn_gemm_level() + 1 if L.nr else 0] += 1
-    if L.c.net.is_double == 0:
-        _cell_runs[_cell_level] += 1
+cdef Py_ssize_t _chunk_steps(const Loop* L) noexcept nogil:
+    """Steps of a chunk: about _CHUNK_FLOPS of the per-step products."""
+    return max(1, <Py_ssize_t>(_CHUNK_FLOPS / (2.0 * L.B * L.GH * L.H + 1)))
+
+
+cdef void _run_chunk(Loop* L, bint backward, int n) noexcept nogil:
     if L.split == _UNITS:
         crnn_pool_run(_units_bwd_task if backward else _units_fwd_task, L, n, 0)
     elif L.split == _ROWS:
+        L.next = 0
         crnn_pool_run(_rows_bwd_task if backward else _rows_fwd_task, L, n, 1)
     else:
         _runs[_WHOLE] += 1
         _block(L, backward, 0, L.B, 0, L.H, 0, 1)
 
 
+cdef void _run_loop(Loop* L, bint backward, int parts) noexcept nogil:
+    """Run one loop, split as _plan says, in chunks of steps (backward: last chunk
+    first), looking for interrupts between them; every state a step needs is in
+    the buffers, so a chunk takes up where the previous one stopped."""
+    global _chunks_run
+    cdef int n = _plan(L, parts)
+    cdef Py_ssize_t k = _chunk_steps(L), t
+    _kernel_runs[crnn_gemm_level() + 1 if L.nr else 0] += 1
+    if L.c.net.is_double == 0:
+        _cell_runs[_cell_level] += 1
+    t = 0
+    while t < L.T:
+        if backward:
+            L.t_lo, L.t_hi = max(L.T - t - k, 0), L.T - t
+        else:
+            L.t_lo, L.t_hi = t, min(t + k, L.T)
+        t += k
+        _run_chunk(L, backward, n)
+        _chunks_run += 1
+        if _interrupted(L.c):
+            return
+
+
 cdef void _run_loops(Loop* fwd, Loop* rev, bint backward, int parts) noexcept nogil:
     """Both directions of a layer: side by side when there are threads for it."""
+    global _chunks_run
     cdef Loops S
     cdef bint pair
+    cdef Py_ssize_t k, t
     if rev == NULL:
         _run_loop(fwd, backward, parts)
         return
@@ -377,7 +404,8 @@ cdef void _run_loops(Loop* fwd, Loop* rev, bint backward, int parts) noexcept no
         _forced_split < 0 and 2.0 * fwd.T * fwd.B * fwd.GH * fwd.H >= 2e6))
     if not pair:        # one after the other, each split as its size says
         _run_loop(fwd, backward, parts)
-        _run_loop(rev, backward, parts)
+        if not fwd.c.abort:
+            _run_loop(rev, backward, parts)
         return
     _kernel_runs[crnn_gemm_level() + 1 if fwd.nr else 0] += 2
     if fwd.c.net.is_double == 0:
@@ -385,6 +413,18 @@ cdef void _run_loops(Loop* fwd, Loop* rev, bint backward, int parts) noexcept no
     S.loop[0] = fwd
     S.loop[1] = rev
     S.n = 2
-    S.next = 0
     S.backward = backward
-    crnn_pool_run(_loops_task, &S, 2, 1)
+    k = _chunk_steps(fwd)
+    t = 0
+    while t < fwd.T:
+        if backward:
+            fwd.t_lo, fwd.t_hi = max(fwd.T - t - k, 0), fwd.T - t
+        else:
+            fwd.t_lo, fwd.t_hi = t, min(t + k, fwd.T)
+        t += k
+        rev.t_lo, rev.t_hi = fwd.t_lo, fwd.t_hi
+        S.next = 0
+        crnn_pool_run(_loops_task, &S, 2, 1)
+        _chunks_run += 1
+        if _interrupted(fwd.c):
+            return

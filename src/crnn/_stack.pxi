@@ -1,29 +1,6 @@
 # Layers and directions: the regions of a forward pass and of BPTT, in order.
 # The plan is in the module docstring (_engine.pyx).
 
-cdef extern from *:
-    """
-    #if defined(_WIN32)
-    #include <windows.h>
-    static double crnn_seconds(void)
-    {
-        LARGE_INTEGER t, f;
-        QueryPerformanceCounter(&t);
-        QueryPerformanceFrequency(&f);
-        return (double)t.QuadPart / (double)f.QuadPart;
-    }
-    #else
-    #include <time.h>
-    static double crnn_seconds(void)
-    {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return t.tv_sec + t.tv_nsec * 1e-9;
-    }
-    #endif
-    """
-    double crnn_seconds() nogil
-
 # The phases' times, accumulated while profiling (profile() switches it; a few
 # clock reads per layer): the benchmarks' breakdown of a step.
 PHASES = ("input projections", "forward loops", "head", "head backward",
@@ -115,6 +92,8 @@ cdef void _stack_forward(Call* c, Region* R) noexcept nogil:
         _lap(0, &t0)
         _run_loops(&loops[0], &loops[1] if n.dirs == 2 else NULL, False, c.parts)
         _lap(1, &t0)
+        if c.abort:
+            return
         if c.Y[l] != NULL:
             _assemble(c, R, l, c.Y[l], c.masks + l * TB * n.Hd * es
                       if c.masks != NULL and l < n.L - 1 else NULL)
@@ -215,6 +194,8 @@ cdef void _stack_backward(Call* c, Region* R, const char* dY) noexcept nogil:
         _lap(4, &t0)
         _run_loops(&loops[0], &loops[1] if n.dirs == 2 else NULL, True, c.parts)
         _lap(5, &t0)
+        if c.abort:
+            return
         # The weight gradients, and ∂L/∂(this layer's input) when anything needs it.
         Din = n.ld[l * n.dirs].Din
         dX = c.dXl if l > 0 else c.dX
