@@ -41,6 +41,16 @@ def positive_float(value, name, *, allow_none=False, allow_zero=False):
     return value
 
 
+def rng(seed, name):
+    """``np.random.default_rng(seed)``, or TypeError/ValueError naming ``name``."""
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise (ValueError if isinstance(seed, numbers.Integral) else TypeError)(
+            f"{name}: expected None, a non-negative int or a numpy Generator, "
+            f"got {seed!r}") from None
+
+
 def choice(value, name, options):
     """``value`` if it is one of ``options`` (strings), else ValueError."""
     if not isinstance(value, str) or value not in options:
@@ -82,11 +92,12 @@ def _all_finite(arr):
 
 
 def _shape_str(shape):
-    return "(" + ", ".join(str(s) for s in shape) + ")"
+    return str(tuple(int(s) for s in shape))
 
 
-def inputs(x, input_size, dtype, *, finite):
-    """Check and convert ``x``.
+def inputs(x, input_size, dtype, *, finite, widest):
+    """Check and convert ``x`` (sizes first: nothing is converted for a problem
+    too large to run; ``widest`` as for :func:`check_sizes`).
 
     Returns ``(X, tokens)``: X a C-contiguous (T, B, D) array of ``dtype`` and
     tokens None, or X None and tokens a C-contiguous (T, B) intp array.
@@ -97,15 +108,17 @@ def inputs(x, input_size, dtype, *, finite):
             raise ValueError(f"x: expected token ids of shape (T, B) or floats of shape "
                              f"(T, B, {input_size}), got integers of shape {_shape_str(arr.shape)}")
         _check_nonempty(arr.shape, "x")
+        check_sizes(arr.shape[0], arr.shape[1], input_size, widest)
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= input_size:
             raise ValueError(f"x: token ids must lie in [0, {input_size}), "
                              f"got values in [{lo}, {hi}]")
-        return None, np.ascontiguousarray(arr, dtype=np.intp)
+        return None, contiguous(arr, np.intp)
     if arr.ndim != 3 or arr.shape[2] != input_size:
         raise ValueError(f"x: expected shape (T, B, {input_size}) (or token ids (T, B)), "
                          f"got {_shape_str(arr.shape)}")
     _check_nonempty(arr.shape, "x")
+    check_sizes(arr.shape[0], arr.shape[1], input_size, widest)
     arr = _convert(arr, dtype)
     if finite and not _all_finite(arr):
         raise ValueError(f"x: contains NaN or infinity (after conversion to {dtype})")
@@ -114,10 +127,20 @@ def inputs(x, input_size, dtype, *, finite):
 
 def _convert(arr, dtype):
     # Checked after the conversion: a finite float64 like 1e300 becomes inf in float32.
-    if arr.dtype == dtype and arr.flags.c_contiguous:
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.aligned:
         return arr      # nothing to convert (and np.errstate costs microseconds)
     with np.errstate(over="ignore"):
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return contiguous(arr, dtype)
+
+
+def contiguous(arr, dtype):
+    """``arr`` as a C-contiguous, aligned array of ``dtype`` (a copy only when needed).
+
+    The kernels read elements directly: a view at an odd byte offset (e.g.
+    ``buf[1:].view(np.float64)``) is C-contiguous, and np.ascontiguousarray
+    keeps it as it is, but it is not aligned.
+    """
+    return np.require(arr, dtype, ("C", "A"))
 
 
 def _check_nonempty(shape, name):
@@ -154,7 +177,7 @@ def states(h0, name, n, B, H, dtype, *, finite, pair):
                              f"got a sequence of {len(h0)}")
         h0, c0 = h0
         if h0 is None and c0 is not None:
-            h0 = np.zeros((n, B, H), dtype=dtype)
+            h0 = np.zeros((B, H) if n == 1 else (n, B, H), dtype=dtype)
     return (_state(h0, name if c0 is None else f"{name}[0]", n, B, H, dtype, finite),
             _state(c0, f"{name}[1]", n, B, H, dtype, finite))
 
@@ -193,6 +216,15 @@ def probability(value, name):
     return value
 
 
+def _layout_hint(shape, T, B):
+    """A hint when ``shape`` (of a target or lengths) fits x read batch-major, i.e. when
+    its leading axis has T entries where B are expected: x was (B, T, ...)."""
+    if len(shape) and T != B and (shape[0] == T or tuple(shape[:2]) == (B, T)):
+        return (f"; x looks batch-major ({T} sequences of {B} steps?): crnn's data is "
+                f"time-major, (T, B, D) or (T, B): pass np.swapaxes(x, 0, 1)")
+    return ""
+
+
 def lengths_(lengths, T, B):
     """``lengths`` as a (B,) intp array with 1 <= lengths[b] <= T, or None."""
     if lengths is None:
@@ -202,12 +234,12 @@ def lengths_(lengths, T, B):
         raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},), one length per sequence, "
-                         f"got {_shape_str(arr.shape)}")
+                         f"got {_shape_str(arr.shape)}{_layout_hint(arr.shape, T, B)}")
     lo, hi = arr.min(), arr.max()
     if lo < 1 or hi > T:
         raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), "
                          f"got values in [{lo}, {hi}]")
-    return arr.astype(np.intp, copy=False)
+    return contiguous(arr, np.intp)
 
 
 def targets(target, output, T, B, O, dtype):
@@ -228,19 +260,21 @@ def targets(target, output, T, B, O, dtype):
             per_step = False
         else:
             raise ValueError(f"target: expected class ids of shape ({T}, {B}) (one per step) "
-                             f"or ({B},) (one per sequence), got {_shape_str(arr.shape)}")
+                             f"or ({B},) (one per sequence), got {_shape_str(arr.shape)}"
+                             f"{_layout_hint(arr.shape, T, B)}")
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= O:
             raise ValueError(f"target: class ids must lie in [0, {O}), "
                              f"got values in [{lo}, {hi}]")
-        return np.ascontiguousarray(arr, dtype=np.intp), None, per_step
+        return contiguous(arr, np.intp), None, per_step
     if arr.shape == (T, B, O):
         per_step = True
     elif arr.shape == (B, O):
         per_step = False
     else:
         raise ValueError(f"target: expected values of shape ({T}, {B}, {O}) (one per step) "
-                         f"or ({B}, {O}) (one per sequence), got {_shape_str(arr.shape)}")
+                         f"or ({B}, {O}) (one per sequence), got {_shape_str(arr.shape)}"
+                         f"{_layout_hint(arr.shape, T, B)}")
     arr = _convert(arr, dtype)
     if not _all_finite(arr):
         raise ValueError(f"target: contains NaN or infinity (after conversion to {dtype})")

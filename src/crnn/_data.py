@@ -62,10 +62,10 @@ class Window:
 def prepare(model, x, h0, lengths, *, finite, target=None, h0_name="h0"):
     """Check and convert a call's inputs (and targets) for ``model``."""
     d = Data()
-    d.X, d.tokens = _checks.inputs(x, model.input_size, model.dtype, finite=finite)
+    d.X, d.tokens = _checks.inputs(x, model.input_size, model.dtype, finite=finite,
+                                   widest=model._widest)
     arr = d.X if d.X is not None else d.tokens
     d.T, d.B = arr.shape[:2]
-    _checks.check_sizes(d.T, d.B, model.input_size, model._widest)
     d.h0, d.c0 = _checks.states(h0, h0_name, model._nstates, d.B, model.hidden_size,
                                 model.dtype, finite=finite, pair=model._has_c)
     d.lengths = _checks.lengths_(lengths, d.T, d.B)

@@ -104,7 +104,11 @@ def check(callbacks):
         return []
     if isinstance(callbacks, Callback):
         return [callbacks]
-    callbacks = list(callbacks)
+    try:
+        callbacks = list(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks: expected a sequence of crnn.callbacks.Callback, got "
+                        f"{callbacks!r} of type {type(callbacks).__name__}") from None
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks: expected crnn.callbacks.Callback instances, "

@@ -31,7 +31,8 @@ def _arrays(grads, name="grads"):
 
 def _norm(g, p):
     if p == 2.0:
-        if g.flags.c_contiguous and g.dtype in (np.float32, np.float64) and g.size:
+        if g.flags.c_contiguous and g.flags.aligned and g.dtype in (np.float32, np.float64) \
+                and g.size:
             return _ops.nrm2(g.reshape(-1))
         return float(np.linalg.norm(g.reshape(-1).astype(np.float64, copy=False)))
     if g.size == 0:

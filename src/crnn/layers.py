@@ -119,8 +119,9 @@ class Stack:
         data = _data.prepare(net, x, h0, lengths, finite=False)
         w = _data.window(net, data, None, 0, data.T, data.h0, data.c0)
         training = _checks.boolean(training, "training")
-        masks = net._masks(np.random.default_rng(seed), w) \
-            if training and net._dropping() else None
+        dropping = training and net._dropping()
+        rng = None if seed is None and not dropping else _checks.rng(seed, "seed")
+        masks = net._masks(rng, w) if dropping else None
         dirs = net._nstates // net.num_layers
         out = np.empty((w.T, w.B, dirs * net.hidden_size), dtype=net.dtype)
         h, c = net._new_states(w.B)

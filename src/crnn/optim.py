@@ -50,9 +50,9 @@ class Optimizer(abc.ABC):
         for k in keys:
             p = params[k]
             if not (isinstance(p, np.ndarray) and p.dtype in (np.float32, np.float64)
-                    and p.flags.c_contiguous and p.flags.writeable):
-                raise TypeError(f"params[{k!r}]: expected a writeable C-contiguous float32 "
-                                f"or float64 array, got {_describe(p)}")
+                    and p.flags.c_contiguous and p.flags.aligned and p.flags.writeable):
+                raise TypeError(f"params[{k!r}]: expected a writeable, aligned, C-contiguous "
+                                f"float32 or float64 array, got {_describe(p)}")
         self.params = params
         self.lr = _checks.positive_float(lr, "lr")
         self.step_count = 0
@@ -86,7 +86,7 @@ class Optimizer(abc.ABC):
             if g.dtype.kind != "f":
                 raise TypeError(f"grads[{k!r}]: expected floating-point values, "
                                 f"got dtype {g.dtype}")
-            out.append((k, p, np.ascontiguousarray(g, dtype=p.dtype)))
+            out.append((k, p, _checks.contiguous(g, p.dtype)))
         return out
 
     def step(self, grads):
@@ -117,36 +117,62 @@ class Optimizer(abc.ABC):
                 "state": {k: {n: b.copy() for n, b in s.items()} for k, s in self.state.items()}}
 
     def load_state_dict(self, state_dict):
-        """Restore what :meth:`state_dict` returned (checked whole before anything changes)."""
-        if not isinstance(state_dict, dict) or \
-                state_dict.get("optimizer") != type(self).__name__:
-            got = state_dict.get("optimizer") if isinstance(state_dict, dict) else \
-                type(state_dict).__name__
-            raise ValueError(f"state_dict: expected the state of a {type(self).__name__}, "
-                             f"got {got!r}")
-        hyper = dict(state_dict["hyperparameters"])
+        """Restore what :meth:`state_dict` returned: all of it, or, when anything in it
+        is wrong, nothing (ValueError or TypeError naming the field)."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"state_dict: expected a dict (from {name}.state_dict()), "
+                            f"got {type(state_dict).__name__}")
+        missing = sorted({"optimizer", "hyperparameters", "step_count", "state"}
+                         - set(state_dict))
+        if missing:
+            raise ValueError(f"state_dict: missing {', '.join(map(repr, missing))}")
+        if state_dict["optimizer"] != name:
+            raise ValueError(f"state_dict['optimizer']: expected the state of a {name}, "
+                             f"got {state_dict['optimizer']!r}")
+        hyper = state_dict["hyperparameters"]
+        if not isinstance(hyper, dict):
+            raise TypeError(f"state_dict['hyperparameters']: expected a dict, "
+                            f"got {type(hyper).__name__}")
         if set(hyper) != set(self._hyperparameters()):
-            raise ValueError(f"state_dict: expected hyperparameters "
+            raise ValueError(f"state_dict['hyperparameters']: expected the keys "
                              f"{sorted(self._hyperparameters())}, got {sorted(hyper)}")
+        # The constructor checks every hyperparameter (and normalises it).
+        try:
+            probe = type(self)(self.params, **hyper)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"state_dict['hyperparameters']: {exc}") from None
+        step_count = state_dict["step_count"]
+        if isinstance(step_count, (bool, np.bool_)) or \
+                not isinstance(step_count, (int, np.integer)) or step_count < 0:
+            raise (ValueError if isinstance(step_count, (int, np.integer)) else TypeError)(
+                f"state_dict['step_count']: expected an integer >= 0, got {step_count!r}")
+        buffers = state_dict["state"]
+        if not isinstance(buffers, dict):
+            raise TypeError(f"state_dict['state']: expected a dict, got "
+                            f"{type(buffers).__name__}")
         state = {}
         keys = set(self._keys())
-        expected = set(self._buffer_names(hyper))
-        for k, buffers in state_dict["state"].items():
-            if k not in keys or set(buffers) != expected:
-                raise ValueError(f"state_dict: unexpected state for parameter {k!r}")
+        expected = set(probe._buffers)
+        for k, bufs in buffers.items():
+            field = f"state_dict['state'][{k!r}]"
+            if k not in keys:
+                raise ValueError(f"{field}: no such parameter")
+            if not isinstance(bufs, dict) or set(bufs) != expected:
+                got = sorted(bufs) if isinstance(bufs, dict) else type(bufs).__name__
+                raise ValueError(f"{field}: expected the buffers {sorted(expected)}, got {got}")
             p = self.params[k]
             state[k] = {}
-            for n, b in buffers.items():
-                b = np.asarray(b)
+            for n, b in bufs.items():
+                b = _checks._as_array(b, f"{field}[{n!r}]")
                 if b.size != p.size:
-                    raise ValueError(f"state_dict: buffer {n!r} of parameter {k!r} has "
-                                     f"{b.size} values, expected {p.size}")
+                    raise ValueError(f"{field}[{n!r}]: expected {p.size} values, "
+                                     f"got {b.size}")
                 state[k][n] = np.array(b, dtype=p.dtype).reshape(-1)
-        for name, value in hyper.items():
-            setattr(self, name, value)
-        self._buffers = self._buffer_names(hyper)
-        self.step_count = int(state_dict["step_count"])
-        self.state = state
+        # Everything is checked: apply it in one step, which no signal can split.
+        values = {key: getattr(probe, key) for key in hyper}
+        values.update(_buffers=probe._buffers, step_count=int(step_count), state=state)
+        self.__dict__.update(values)
 
     def _buffer_names(self, hyper):
         """The per-parameter buffers that the hyperparameters ``hyper`` call for."""
@@ -159,7 +185,10 @@ class Optimizer(abc.ABC):
 
 def _describe(obj):
     if isinstance(obj, np.ndarray):
-        flags = "" if obj.flags.c_contiguous else ", not C-contiguous"
+        flags = "".join(f", {what}" for what, bad in (
+            ("not C-contiguous", not obj.flags.c_contiguous),
+            ("not aligned", not obj.flags.aligned), ("read-only", not obj.flags.writeable))
+            if bad)
         return f"{obj.dtype} array of shape {obj.shape}{flags}"
     return type(obj).__name__
 
