@@ -165,15 +165,17 @@ def test_generate_prime_affects_output(dtype):
     assert not np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("temperature", [0, 0.0, 1e-3, 1e-30, 1e-310, 5e-324])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("prime", [[0], [2, 3, 1], [5, 5, 0, 4]])
-def test_generate_low_temperature_is_greedy(prime, dtype):
-    """temperature → 0+ gives argmax decoding (computed independently with step()), for any seed."""
+def test_generate_zero_and_tiny_temperatures_are_greedy(prime, dtype, temperature):
+    """temperature 0, and → 0+ down to the smallest double (where log p / τ overflows),
+    give argmax decoding (computed independently with step()), for any seed."""
     model = _char_model(dtype)
     greedy = _greedy(model, prime, 25)
     for seed in range(4):
         np.testing.assert_array_equal(
-            model.generate(25, prime=prime, temperature=1e-3, seed=seed), greedy)
+            model.generate(25, prime=prime, temperature=temperature, seed=seed), greedy)
     # ...while at temperature 1 sampling does leave the greedy path (so the check has teeth).
     assert any(not np.array_equal(model.generate(25, prime=prime, seed=s), greedy)
                for s in range(4))
@@ -220,12 +222,12 @@ def test_generate_refuses_bad_length(length, exc):
         _char_model().generate(length, seed=0)
 
 
-@pytest.mark.parametrize("temperature, exc", [(0, ValueError), (-1.0, ValueError),
+@pytest.mark.parametrize("temperature, exc", [(-1.0, ValueError), (-1e-300, ValueError),
                                               (float("nan"), ValueError),
                                               (float("inf"), ValueError),
                                               ("hot", TypeError)])
 def test_generate_refuses_bad_temperature(temperature, exc):
-    """temperature must be a finite number > 0."""
+    """temperature must be a finite number >= 0."""
     with pytest.raises(exc, match="temperature"):
         _char_model().generate(5, temperature=temperature, seed=0)
 

@@ -144,3 +144,102 @@ def test_calls_from_other_threads_are_not_interrupted(engine):
     worker.start()
     worker.join()
     np.testing.assert_array_equal(out["y"], model.forward(x)[0])
+
+
+# -- fit: Ctrl-C keeps what was learned; a failure restores all, even when interrupted ---
+
+class _SignallingAdam(crnn.Adam):
+    """Adam that sends itself SIGINT in the middle of update ``at`` (after the first of
+    the parameter arrays), and keeps a copy of the parameters after every whole update."""
+
+    def __init__(self, params, at, **kwargs):
+        super().__init__(params, **kwargs)
+        self.at, self.after, self._arrays = at, [], 0
+
+    def _update(self, p, g, state, first):
+        super()._update(p, g, state, first)
+        self._arrays += 1
+        if self.step_count == self.at and self._arrays == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def step(self, grads):
+        self._arrays = 0
+        super().step(grads)
+        self.after.append({k: v.copy() for k, v in self.params.items()})
+
+
+def _fit_data(cell_cls, seed=0):
+    rng = rng_for("fit-interrupt", cell_cls.__name__, seed)
+    model = cell_cls(3, 6, 2, num_layers=2, seed=seed)
+    x = rng.standard_normal((5, 24, 3))
+    y = rng.integers(2, size=24)
+    return model, x, y
+
+
+@pytest.mark.parametrize("cls", [crnn.RNN, crnn.LSTM, crnn.GRU])
+def test_ctrl_c_in_fit_keeps_the_last_whole_update_and_the_history(cls):
+    model, x, y = _fit_data(cls)
+    # 24 sequences in batches of 4: 6 updates an epoch; Ctrl-C during update 9
+    opt = _SignallingAdam(model.params, at=9, lr=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, batch_size=4, optimizer=opt, verbose=0, seed=0)
+    assert opt.step_count == 9 and len(opt.after) == 9     # update 9 completed, whole
+    for k, v in model.params.items():
+        assert np.array_equal(v, opt.after[-1][k]), k
+    assert model.history == {"loss": [pytest.approx(model.history["loss"][0])]}
+    assert len(model.history["loss"]) == 1                 # epoch 1 completed, epoch 2 not
+    # The model trains on from there.
+    model.fit(x, y, epochs=1, batch_size=4, optimizer=opt, verbose=0)
+
+
+class _FailAt(crnn.callbacks.Callback):
+    def on_epoch_end(self, model, epoch, history):
+        if epoch == 1:
+            raise RuntimeError("bad data")
+
+
+class _SignallingRestore(crnn.Adam):
+    """Adam whose load_state_dict (fit's restore) receives SIGINT part-way."""
+
+    def load_state_dict(self, state_dict):
+        os.kill(os.getpid(), signal.SIGINT)
+        super().load_state_dict(state_dict)
+
+
+@pytest.mark.parametrize("cls", [crnn.RNN, crnn.LSTM])
+def test_ctrl_c_during_the_restore_after_a_failure_still_restores_everything(cls):
+    model, x, y = _fit_data(cls)
+    opt = _SignallingRestore(model.params, lr=0.05)
+    opt.step({k: np.ones_like(v) for k, v in model.params.items()})
+    before = {k: v.copy() for k, v in model.params.items()}
+    opt_before = opt.state_dict()
+    with pytest.raises(KeyboardInterrupt) as info:
+        model.fit(x, y, epochs=3, batch_size=4, optimizer=opt, verbose=0,
+                  callbacks=[_FailAt()])
+    assert isinstance(info.value.__context__, RuntimeError)
+    for k, v in model.params.items():
+        assert v.tobytes() == before[k].tobytes(), k
+    assert opt.step_count == opt_before["step_count"]
+    for k, bufs in opt_before["state"].items():
+        for n, b in bufs.items():
+            assert np.array_equal(opt.state[k][n], b), (k, n)
+
+
+def test_ctrl_c_inside_a_long_step_of_fit_keeps_the_previous_update(engine):
+    """The interrupt lands in the engine (a long loss_and_grad), not between steps."""
+    model = crnn.RNN(2, 128, 2, seed=0)
+    x = np.zeros((100_000, 2, 2), dtype=np.float32)
+    y = np.zeros(2, dtype=np.intp)
+    _engine.set_chunk_flops(2.0 * 2 * 128 * 128 * 100)
+    opt = crnn.SGD(model.params, lr=0.01)
+    model.fit(x[:100], y, epochs=1, batch_size=2, optimizer=opt, verbose=0)
+    after_one = {k: v.copy() for k, v in model.params.items()}
+    timer = _interrupt_after(0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, epochs=1, batch_size=2, optimizer=opt, verbose=0)
+    finally:
+        timer.cancel()
+    assert opt.step_count == 1
+    for k, v in model.params.items():
+        assert np.array_equal(v, after_one[k]), k

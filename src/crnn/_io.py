@@ -9,6 +9,7 @@ allocated: the configuration first, then each member's ``.npy`` header
 model needs are read.
 """
 
+import io
 import json
 import os
 import stat
@@ -18,34 +19,55 @@ from typing import Any
 
 import numpy as np
 
-from crnn import _checks
+from crnn import _checks, _signals
 
 _FORMAT = "crnn/2"
 _OLD_FORMAT = "crnn.RNN/1"
 _CONFIG_LIMIT = 1 << 16     # bytes: a configuration is a few hundred
+_STRING_LIMIT = 1 << 26     # bytes of an extra string member (crnn train's vocabulary)
 
 
 def save(model, path, **extra):
-    """Write ``model`` (and ``extra`` arrays, which load ignores) to ``path`` atomically."""
+    """Write ``model`` (and ``extra`` arrays, which load ignores) to ``path`` atomically.
+
+    The file is written beside its destination under a temporary name,
+    flushed to disk, and renamed over it; then the folder is flushed too, so
+    that after a crash the path holds the old file or the new one, whole. A
+    symbolic link is followed: the file it points to is replaced, the link
+    stays. An existing file keeps its permissions. Ctrl-C during a save is
+    held back until the save is done, so nothing is left behind.
+    """
     W = model._sync()
     config = dict(model._config(), format=_FORMAT, **{"class": type(model).__name__})
     members: dict[str, Any] = {"config": np.array(json.dumps(config))}
     for name, offset, shape in model._engine.layout:
         members[name] = W[offset:offset + int(np.prod(shape))].reshape(shape)
     members.update(extra)
-    path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
+    user_path = os.fspath(path)
+    path = os.path.realpath(user_path)
+    folder, name = os.path.split(path)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"path: the folder {folder!r} of {path!r} does not exist")
+        raise FileNotFoundError(f"path: the folder {folder!r} of {user_path!r} does not exist")
+    with _signals.Guard() as guard, guard.hold():
+        _write(path, folder, name, members, user_path)
+
+
+def _write(path, folder, name, members, user_path):
     mode = _mode_of(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    fd = -1
     try:
         # os.open with 0o666 honours the umask, as open() would (mkstemp makes 0600 files).
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                      0o666)
-        f = os.fdopen(fd, "wb")
-        fd = -1     # f owns it now
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"path: cannot write {user_path!r}: "
+                                   f"{exc.strerror or exc}") from None
+    try:
+        try:
+            f = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
         with f:
             np.savez(f, **members)
             f.flush()
@@ -54,13 +76,28 @@ def save(model, path, **extra):
             os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename durable (POSIX; Windows has no directory handles to flush)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass        # some file systems cannot flush a folder; the file itself is flushed
+    finally:
+        os.close(fd)
 
 
 def _mode_of(path):
@@ -72,25 +109,53 @@ def _mode_of(path):
     return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
 
 
-def load(path, classes):
-    """The model saved at ``path``; ``classes`` maps class names to classes."""
+def load(path, classes, *, allow_nonfinite=False, extras=()):
+    """The model saved at ``path`` (``classes`` maps class names to classes), and a
+    dict of the ``extras`` members present (strings, as saved by save's extra)."""
     path = os.fspath(path)
     with open(path, "rb") as f:     # OSError when missing or unreadable
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"path: {path!r} is not a crnn model file (not an .npz archive)")
+        if f.seekable():
+            size = os.fstat(f.fileno()).st_size
+            source: Any = f
+        else:                       # a pipe: read once, then work from memory
+            source = io.BytesIO(f.read())
+            size = len(source.getbuffer())
+        magic = source.read(4)
+        source.seek(0)
+        if magic != b"PK\x03\x04":
+            raise ValueError(f"path: {path!r} is not a crnn model file (not an .npz archive)")
+        try:
+            with zipfile.ZipFile(source) as archive:
+                model = _load(path, archive, size, classes, allow_nonfinite)
+                return model, {name: _read_string(path, archive, name) for name in extras
+                               if name + ".npy" in archive.namelist()}
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise ValueError(f"path: {path!r} is not a readable crnn model file ({exc})") \
+                from None
+        except (NotImplementedError, RuntimeError) as exc:
+            # zipfile's words for a compression method it lacks, or an encrypted member
+            raise ValueError(f"path: {path!r} is not a crnn model file: {exc}") from None
+
+
+def is_model_file(path):
+    """Whether ``path`` is a crnn model file (its configuration alone is read)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            return _load(path, archive, classes)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"path: {path!r} is not a readable crnn model file ({exc})") from None
+            if "config.npy" not in archive.namelist() or \
+                    archive.getinfo("config.npy").file_size > _CONFIG_LIMIT:
+                return False
+            config = _read_config(path, archive, "config.npy")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError,
+            RuntimeError):
+        return False
+    return config.get("format") in (_FORMAT, _OLD_FORMAT)
 
 
 def _bad(path, what):
     return ValueError(f"path: {path!r} {what}")
 
 
-def _load(path, archive, classes):
+def _load(path, archive, size, classes, allow_nonfinite):
     members = {name[:-4]: name for name in archive.namelist() if name.endswith(".npy")}
     if "config" not in members:
         raise _bad(path, "is not a crnn model file (no configuration)")
@@ -131,13 +196,33 @@ def _load(path, archive, classes):
         if got_shape != shape or got_dtype != probe.dtype:
             raise _bad(path, f"parameter {name!r} has shape {got_shape} and dtype "
                              f"{got_dtype}, expected {shape} and {probe.dtype}")
-        _check_size(path, archive, members[name], int(np.prod(shape)) * probe.dtype.itemsize)
+        _check_size(path, archive, size, members[name],
+                    int(np.prod(shape)) * probe.dtype.itemsize)
     model = cls(**config)
     for name in shapes:
         with archive.open(members[name]) as f:
             arr = np.lib.format.read_array(f, allow_pickle=False)
+        if not allow_nonfinite and not _checks._all_finite(arr):
+            raise _bad(path, f"parameter {name!r} holds NaN or infinite values (a diverged "
+                             f"model?); load(..., allow_nonfinite=True) loads it anyway")
         model.params[name][...] = arr
     return model
+
+
+def _read_string(path, archive, name):
+    """The string stored as member ``name`` (a 0-d unicode array), or ValueError."""
+    member = name + ".npy"
+    if archive.getinfo(member).file_size > _STRING_LIMIT:
+        raise _bad(path, f"has a member {name!r} of {archive.getinfo(member).file_size} "
+                         f"bytes (at most {_STRING_LIMIT})")
+    try:
+        with archive.open(member) as f:
+            arr = np.lib.format.read_array(f, allow_pickle=False)
+    except (ValueError, SyntaxError, OSError, EOFError) as exc:
+        raise _bad(path, f"has an unreadable member {name!r} ({exc})") from None
+    if arr.shape != () or arr.dtype.kind != "U":
+        raise _bad(path, f"has a member {name!r} that is not a string")
+    return str(arr)
 
 
 def _read_config(path, archive, member):
@@ -176,11 +261,10 @@ def _shapes(probe, config):
     return shapes
 
 
-def _check_size(path, archive, member, nbytes):
-    """The member holds nbytes of data, and that much is really in the archive
-    (a header, or a zip directory, can claim any size)."""
+def _check_size(path, archive, size, member, nbytes):
+    """The member holds nbytes of data, and that much is really in the archive of
+    ``size`` bytes (a header, or a zip directory, can claim any size)."""
     info = archive.getinfo(member)
-    size = os.path.getsize(path)
     # deflate expands at most ~1032 times; np.savez stores members uncompressed
     if info.file_size < nbytes or info.compress_size * 1100 < nbytes or \
             info.header_offset + info.compress_size > size:

@@ -6,6 +6,8 @@ checks and converts what the user gives (once, through ``_data`` and
 ``_checks``) and puts the results back in the user's order and shapes.
 """
 
+import warnings
+
 import numpy as np
 
 from crnn import _checks, _data, _engine, _io
@@ -14,6 +16,22 @@ __all__ = ["RNN", "LSTM", "GRU", "load"]
 
 _OUTPUTS = {"softmax": _engine.SOFTMAX, "linear": _engine.LINEAR}
 _NO_HEAD = object()     # the ``output`` of a network without a head (crnn.layers.Stack)
+_MAX_LENGTH = 2**31 - 1     # tokens one generate call may sample
+
+
+def _sample(p, temperature, rng):
+    """A token id drawn from p^(1/τ), renormalised (τ = temperature): softmax(z/τ)
+    from p = softmax(z), computed in log space as exp((log p − max log p)/τ),
+    which is 1 at the top and never overflows. τ = 0 is the argmax; tiny τ
+    reach it too (every other term underflows to 0)."""
+    if temperature == 0:
+        return int(np.argmax(p))
+    if temperature != 1.0:
+        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+            logp = np.log(p)
+            p = np.exp((logp - logp.max()) / temperature)
+    cdf = np.cumsum(p)
+    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(p) - 1)
 
 _SHAPES_DOC = """
     Shapes: T time steps, B sequences, D = ``input_size``, H = ``hidden_size``,
@@ -51,12 +69,8 @@ class _Network:
             engine_cell = "rnn_" + self.nonlinearity
         else:
             engine_cell = self._cell
-        # Check the seed before building anything (numpy's own message names no argument).
-        try:
-            rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"seed: expected None, a non-negative int or a numpy Generator, "
-                            f"got {seed!r}") from None
+        # Checked before building anything (numpy's own message names no argument).
+        rng = _checks.rng(seed, "seed")
         self._engine = _engine.Engine(engine_cell, self.num_layers, self.bidirectional,
                                       self.input_size, self.hidden_size, self.output_size,
                                       self.dtype == np.float64)
@@ -74,6 +88,7 @@ class _Network:
             view[...] = rng.uniform(-bound, bound, shape)
             self._views[name] = view
         self.params = dict(self._views)
+        self.history = None     # set by fit
 
     def __repr__(self):
         args = [f"input_size={self.input_size}", f"hidden_size={self.hidden_size}",
@@ -200,15 +215,25 @@ class _Network:
         self._one_direction("step")
         x_t = _checks._as_array(x_t, "x_t")
         D = self.input_size
-        if not (x_t.ndim == 1 and x_t.dtype.kind in "iu" or x_t.ndim == 2 and x_t.shape[1] == D):
+        tokens = x_t.dtype.kind in "iu"
+        if not (x_t.ndim == 1 and tokens or x_t.ndim == 2 and not tokens and x_t.shape[1] == D):
             raise ValueError(f"x_t: expected floats of shape (B, {D}) or token ids of shape "
                              f"(B,), got {x_t.dtype} array of shape {_checks._shape_str(x_t.shape)}")
+        if x_t.shape[0] == 0:
+            raise ValueError(f"x_t: expected at least one sequence (B >= 1), got shape "
+                             f"{_checks._shape_str(x_t.shape)}")
+        if tokens and (x_t.min() < 0 or x_t.max() >= D):
+            raise ValueError(f"x_t: token ids must lie in [0, {D}), got values in "
+                             f"[{x_t.min()}, {x_t.max()}]")
         W = self._sync()
         data = _data.prepare(self, x_t[None], h, None, finite=False, h0_name="h")
         y = np.empty((1, data.B, self.output_size), dtype=self.dtype)
         hn, cn = self._new_states(data.B)
         self._engine.forward(W, data.X, data.tokens, data.B, np.full(1, data.B, np.intp), None,
                              data.h0, data.c0, self._out, y, hn, cn)
+        if not _checks._all_finite(y):
+            warnings.warn("step: the outputs are NaN or infinite (are the weights, the state "
+                          "and x_t finite?)", RuntimeWarning, stacklevel=2)
         return y[0], self._states_out(hn, cn, None)
 
     def generate(self, length, *, prime=None, temperature=1.0, seed=None):
@@ -226,22 +251,36 @@ class _Network:
             When omitted, the first input is drawn uniformly at random.
         temperature : float, default 1.0
             Sampling from softmax(z / temperature): lower is more
-            conservative, higher more varied.
+            conservative, higher more varied; 0 is greedy decoding (always
+            the most likely token, the first of ties), as is the limit of
+            tiny temperatures.
         seed : int or numpy Generator, optional
             The same seed gives the same sequence.
 
         Returns
         -------
         tokens : ndarray (length,) of int
+
+        Raises ValueError when the model's outputs are not finite (NaN or
+        infinite weights): there is nothing to sample from.
         """
+        tokens = self._generate(length, prime, temperature, seed)
+        # Grown as sampled beyond a million (a huge length fails when memory does, not before).
+        return np.fromiter(tokens, dtype=np.intp, count=length if length <= 1 << 20 else -1)
+
+    def _generate(self, length, prime, temperature, seed):
+        """The tokens of :meth:`generate`, one at a time, as they are sampled (checked
+        before the first is drawn)."""
         self._one_direction("generate")
         if self.output != "softmax" or self.input_size != self.output_size:
             raise ValueError(f"generate: needs a softmax model with input_size == output_size, "
                              f"got output={self.output!r}, input_size={self.input_size}, "
                              f"output_size={self.output_size}")
         length = _checks.positive_int(length, "length")
-        temperature = _checks.positive_float(temperature, "temperature")
-        rng = np.random.default_rng(seed)
+        if length > _MAX_LENGTH:
+            raise ValueError(f"length: expected at most {_MAX_LENGTH} tokens, got {length}")
+        temperature = _checks.positive_float(temperature, "temperature", allow_zero=True)
+        rng = _checks.rng(seed, "seed")
         V = self.output_size
         if prime is None:
             prime = rng.integers(V, size=1)
@@ -263,21 +302,21 @@ class _Network:
         one = np.ones(1, dtype=np.intp)
         fed = np.empty(1, dtype=np.intp)        # the token fed back, reused every step
         y = np.empty((1, 1, V), dtype=self.dtype)
-        result = np.empty(length, dtype=np.intp)
+        return self._sample_loop(length, p, temperature, rng, W, h, c, h2, c2, one, fed, y)
+
+    def _sample_loop(self, length, p, temperature, rng, W, h, c, h2, c2, one, fed, y):
+        run = self._engine.forward
         for i in range(length):
-            if temperature != 1.0:
-                # softmax(z / τ) from softmax(z): p^(1/τ), renormalised (log-space, stably)
-                logp = np.log(np.maximum(p, np.finfo(np.float64).tiny)) / temperature
-                p = np.exp(logp - logp.max())
-            cdf = np.cumsum(p)
-            token = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), V - 1)
-            result[i] = token
+            if not _checks._all_finite(p):
+                raise ValueError("generate: the model's outputs are NaN or infinite (are its "
+                                 "weights finite?): there is nothing to sample from")
+            token = _sample(p, temperature, rng)
+            yield token
             if i + 1 < length:
                 fed[0] = token
                 run(W, None, fed, 1, one, None, h, c, self._out, y, h2, c2)
                 h, h2, c, c2 = h2, h, c2, c
                 p = y[0, 0].astype(np.float64)
-        return result
 
     def loss_and_grad(self, x, target, h0=None, lengths=None, reduction="mean",
                       return_hidden_grads=False, *, seed=None):
@@ -321,7 +360,8 @@ class _Network:
         W = self._sync()
         data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
         w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
-        masks = self._masks(np.random.default_rng(seed), w) if self._dropping() else None
+        rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
+        masks = self._masks(rng, w) if self._dropping() else None
         norms = np.empty(w.T) if return_hidden_grads else None
         loss, dW, h, c = self._run(W, w, masks, reduction == "mean", norms=norms)
         grads = self._unflatten(dW)
@@ -505,14 +545,29 @@ class GRU(_Network):
                     dropout, output, dtype, seed)
 
 
-def load(path):
+def load(path, *, allow_nonfinite=False):
     """Load a model saved by ``save`` (any of :class:`RNN`, :class:`LSTM`, :class:`GRU`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file, or a pipe (read once).
+    allow_nonfinite : bool, default False
+        Load weights holding NaN or infinity (a model saved after training
+        diverged) instead of refusing them.
 
     Raises
     ------
     OSError
         The file is missing or unreadable.
     ValueError
-        The file is not a crnn model file, or is corrupt.
+        The file is not a crnn model file, is corrupt, or holds non-finite
+        weights; the message names the file and what is wrong. Everything is
+        checked before anything large is allocated, and only the members the
+        model needs are read.
     """
-    return _io.load(path, {"RNN": RNN, "LSTM": LSTM, "GRU": GRU})
+    allow_nonfinite = _checks.boolean(allow_nonfinite, "allow_nonfinite")
+    return _io.load(path, _CLASSES, allow_nonfinite=allow_nonfinite)[0]
+
+
+_CLASSES = {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}

@@ -32,6 +32,7 @@ class _Network:
     output: Literal["softmax", "linear"]
     dtype: np.dtype[np.floating[Any]]
     params: dict[str, _Floats]
+    history: dict[str, list[float]] | None
     @property
     def stack(self) -> Stack: ...
     def forward(
@@ -168,4 +169,4 @@ class GRU(_Network):
         seed: _Seed = None,
     ) -> None: ...
 
-def load(path: _Path) -> RNN | LSTM | GRU: ...
+def load(path: _Path, *, allow_nonfinite: bool = False) -> RNN | LSTM | GRU: ...

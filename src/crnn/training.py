@@ -1,10 +1,11 @@
 """Training: ``fit``, the mini-batch loop shared by every model class."""
 
 import sys
+import warnings
 
 import numpy as np
 
-from crnn import _checks, _data, _progress
+from crnn import _checks, _data, _progress, _signals
 from crnn import callbacks as _callbacks
 from crnn import optim as _optim
 from crnn.clip import clip_grad_norm, clip_grad_value
@@ -60,10 +61,17 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
         ``"loss"`` (mean training loss); with validation data ``"val_loss"``,
         and ``"val_accuracy"`` for the softmax head.
 
-    If a step meets a non-finite loss or gradient, or anything else fails
-    (including an interrupt), FloatingPointError (or the original error) is
-    raised and ``params`` (and the optimizer) are restored to what they were
-    before the call.
+    The history is also kept as ``model.history``.
+
+    Ctrl-C (KeyboardInterrupt) stops training and keeps what it learned: the
+    parameters and the optimizer's state after the last completed update
+    (an update is never left half-applied), and the completed epochs'
+    history as ``model.history``; then the KeyboardInterrupt propagates. If
+    a step meets a non-finite loss or gradient, or anything else fails,
+    FloatingPointError (or the original error) is raised and ``params`` (and
+    the optimizer) are restored to what they were before the call. A
+    RuntimeWarning says when training diverged: the last epoch's loss ends
+    over 10 times the first step's.
     """
     epochs = _checks.positive_int(epochs, "epochs")
     batch_size = _checks.positive_int(batch_size, "batch_size")
@@ -83,7 +91,7 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
                          "(e.g. crnn.Adam(model.params))")
     data = _data.prepare(model, x, None, lengths, finite=True, target=target)
     val = None if validation_data is None else _validation(model, validation_data)
-    rng = np.random.default_rng(seed)
+    rng = _checks.rng(seed, "seed")
     snapshot = model._flat.copy()
     # A caller's optimizer is put back too, so that a failed fit changes nothing.
     saved_optimizer = optimizer.state_dict()
@@ -95,52 +103,80 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
     dW = np.zeros(model._engine.size, dtype=model.dtype)    # reused by every step
     window = data.T if bptt is None else bptt
     steps_per_epoch = -(-data.B // batch_size) * -(-data.T // window)
-    try:
-        for cb in callbacks:
-            cb.on_train_begin(model)
-        for epoch in range(epochs):
-            progress = _progress.Bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}",
-                                     enabled=verbose == 1)
-            order = rng.permutation(data.B) if shuffle else np.arange(data.B)
-            total, count = 0.0, 0
-            for lo in range(0, data.B, batch_size):
-                idx = order[lo:lo + batch_size]
-                h = c = None
-                for t0 in range(0, data.T, window):
-                    w = _data.window(model, data, idx, t0, min(t0 + window, data.T), h, c)
-                    if not w.bs[0]:
-                        break       # every sequence of the batch has ended
-                    n = w.count
-                    masks = model._masks(rng, w) if model._dropping() else None
-                    loss, _, h, c = model._run(model._sync(), w, masks, True, grads=n > 0,
-                                               dW=dW)
-                    h = _data.unsort(h, w.order, 1)
-                    c = None if c is None else _data.unsort(c, w.order, 1)
-                    if n:
-                        _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch)
-                        total += loss * n
-                        count += n
-                    progress.update(total / max(count, 1))
-            logs = {"loss": total / max(count, 1)}
-            if val is not None:
-                logs.update(_evaluate(model, val))
-            for key, value in logs.items():
-                history[key].append(value)
-            progress.close()
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(
-                    f"{k} {v:.4g}" for k, v in logs.items()) +
-                    f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
-            if any([bool(cb.on_epoch_end(model, epoch, history)) for cb in callbacks]):
-                break
-        for cb in callbacks:
-            cb.on_train_end(model)
-    except BaseException:
-        model._flat[...] = snapshot
-        model.params.update(model._views)
-        optimizer.load_state_dict(saved_optimizer)
-        raise
+    with _signals.Guard() as guard:
+        try:
+            first_loss = _train(model, data, val, epochs, batch_size, window, steps_per_epoch,
+                                optimizer, clip_norm, clip_value, callbacks, shuffle, verbose,
+                                rng, dW, history, guard)
+        except KeyboardInterrupt:
+            model.history = history
+            raise
+        except BaseException:
+            with guard.hold():      # whole, even if Ctrl-C comes meanwhile
+                model._flat[...] = snapshot
+                model.params.update(model._views)
+                optimizer.load_state_dict(saved_optimizer)
+            raise
+    model.history = history
+    _warn_if_diverged(first_loss, history["loss"])
     return history
+
+
+def _train(model, data, val, epochs, batch_size, window, steps_per_epoch, optimizer,
+           clip_norm, clip_value, callbacks, shuffle, verbose, rng, dW, history, guard):
+    """The epochs of fit; returns the first step's loss (None if nothing was scored)."""
+    first_loss = None
+    for cb in callbacks:
+        cb.on_train_begin(model)
+    for epoch in range(epochs):
+        progress = _progress.Bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}",
+                                 enabled=verbose == 1)
+        order = rng.permutation(data.B) if shuffle else np.arange(data.B)
+        total, count = 0.0, 0
+        for lo in range(0, data.B, batch_size):
+            idx = order[lo:lo + batch_size]
+            h = c = None
+            for t0 in range(0, data.T, window):
+                w = _data.window(model, data, idx, t0, min(t0 + window, data.T), h, c)
+                if not w.bs[0]:
+                    break       # every sequence of the batch has ended
+                n = w.count
+                masks = model._masks(rng, w) if model._dropping() else None
+                loss, _, h, c = model._run(model._sync(), w, masks, True, grads=n > 0,
+                                           dW=dW)
+                h = _data.unsort(h, w.order, 1)
+                c = None if c is None else _data.unsort(c, w.order, 1)
+                if n:
+                    with guard.hold():
+                        _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch)
+                    if first_loss is None:
+                        first_loss = loss
+                    total += loss * n
+                    count += n
+                progress.update(total / max(count, 1))
+        logs = {"loss": total / max(count, 1)}
+        if val is not None:
+            logs.update(_evaluate(model, val))
+        for key, value in logs.items():
+            history[key].append(value)
+        progress.close()
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(
+                f"{k} {v:.4g}" for k, v in logs.items()) +
+                f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
+        if any([bool(cb.on_epoch_end(model, epoch, history)) for cb in callbacks]):
+            break
+    for cb in callbacks:
+        cb.on_train_end(model)
+    return first_loss
+
+
+def _warn_if_diverged(first, losses):
+    if first is None or not losses or not first > 0 or not losses[-1] > 10 * first:
+        return
+    warnings.warn(f"fit: training diverged: the loss rose from {first:.4g} (first step) to "
+                  f"{losses[-1]:.4g} (last epoch); lower lr, or set clip_norm",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch):
@@ -171,8 +207,11 @@ def _validation(model, validation_data):
         raise TypeError("validation_data: expected (x_val, target_val) or "
                         "(x_val, target_val, lengths_val)")
     x_val, target_val, *lengths_val = validation_data
-    return _data.prepare(model, x_val, None, lengths_val[0] if lengths_val else None,
-                         finite=True, target=target_val)
+    try:
+        return _data.prepare(model, x_val, None, lengths_val[0] if lengths_val else None,
+                             finite=True, target=target_val)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"validation_data: {exc}") from None
 
 
 def _evaluate(model, data, chunk=1024):
