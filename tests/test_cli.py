@@ -200,7 +200,7 @@ BAD = [
     ["sample", "{plain}"],
     ["sample", "{linear}"],
     ["sample", "{model}", "--prime", "THE FOX"],
-    ["sample", "{model}", "--temperature", "0"],
+    ["sample", "{model}", "--temperature", "-0.5"],
     ["sample", "{model}", "--length", "-5"],
     ["sample", "{model}", "extra"],
 ]

@@ -11,8 +11,10 @@
 ``python -m crnn`` is the same command. A mistake the user can fix — a bad
 argument, a missing, unreadable or corrupt file, a prime the model cannot
 encode — prints one line on stderr and exits with status 2 (usage) or 1
-(anything else), never a traceback. Ctrl-C exits with status 130; during
-training it first saves the model.
+(anything else), never a traceback. Ctrl-C exits with status 130 and SIGTERM
+(``kill``, ``timeout``, a batch scheduler, ``docker stop``) with 143; during
+training both first save the model. ``crnn train`` never writes over its
+training text, nor over an existing file that is not a crnn model.
 
 A model saved by ``crnn train`` is an ordinary :meth:`crnn.RNN.save` file
 with one extra entry, ``vocab`` (the characters of the token ids, as JSON),
@@ -23,18 +25,21 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-import zipfile
+import uuid
 from pathlib import Path
 
 import numpy as np
 
-from crnn import _corpus
+from crnn import _corpus, _io, _signals
 from crnn._version import __version__
 from crnn.clip import clip_grad_norm
-from crnn.model import RNN, load
+from crnn.model import GRU, LSTM, RNN
 from crnn.optim import Adam
 
 __all__ = ["main"]
@@ -46,6 +51,14 @@ _BENCH_SCRIPT = Path("benchmarks", "bench_train.py")
 
 class _Error(Exception):
     """A failure the user can fix: reported as one line, without a traceback."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: handled as Ctrl-C is (the model is saved), then exit status 143."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +88,16 @@ def _int_at_least(minimum):
 _positive_int = _int_at_least(1)
 _count = _int_at_least(0)       # an interval in steps, where 0 means never
 _seed = _int_at_least(0)        # numpy refuses negative seeds
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _positive_float(text):
@@ -137,9 +160,9 @@ def _build_parser():
     sample.add_argument("model", metavar="MODEL", help="the model file (.npz)")
     sample.add_argument("--length", type=_positive_int, default=500, metavar="N",
                         help="characters to generate (default 500)")
-    sample.add_argument("--temperature", type=_positive_float, default=1.0, metavar="T",
-                        help="below 1: safer, more repetitive text; above 1: wilder "
-                             "(default 1)")
+    sample.add_argument("--temperature", type=_non_negative_float, default=1.0, metavar="T",
+                        help="below 1: safer, more repetitive text; above 1: wilder; 0: "
+                             "always the likeliest character (default 1)")
     sample.add_argument("--prime", default="", metavar="TEXT",
                         help="text the model reads first; it is printed before the sample")
     sample.add_argument("--seed", type=_seed, default=None, metavar="S",
@@ -165,7 +188,8 @@ def _read_text(path):
             raise _Error(f"this Python has no {_corpus.DEFAULT_NAME} for the default corpus; "
                          f"pass a TEXT_FILE") from None
     try:
-        with open(path, encoding="utf-8") as f:
+        # utf-8-sig: a byte-order mark (some editors write one) is not a character
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except UnicodeDecodeError as exc:
         raise _Error(f"TEXT_FILE: {path!r} is not UTF-8 text (byte "
@@ -218,44 +242,78 @@ class _Streams:
         return self._data[lo:hi], self._data[lo + 1:hi + 1], k == 0
 
 
-def _check_output_path(path):
-    """Fail before training, not after it, when the model cannot be saved at ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
+def _check_output_path(path, text_path):
+    """Fail before training, not after it, when the model cannot be saved at ``path``,
+    or saving it would destroy something: the training text, or any file that is
+    not a crnn model."""
     if os.path.isdir(path):
         raise _Error(f"--out: {path!r} is a directory; give a file name such as model.npz")
+    if os.path.exists(path):
+        if text_path is not None and os.path.exists(text_path) and \
+                os.path.samefile(path, text_path):
+            raise _Error(f"--out: {path!r} is the training text; give the model another "
+                         f"name, such as model.npz")
+        if not _io.is_model_file(path):
+            raise _Error(f"--out: {path!r} exists and is not a crnn model; crnn will not "
+                         f"write over it (remove it, or give another name)")
+    folder = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(folder):
         raise _Error(f"--out: the folder {folder!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise _Error(f"--out: cannot write in the folder {folder!r}")
+    # Permission bits say little (root, read-only mounts, /proc, /sys): try it.
+    probe = os.path.join(folder, f".crnn-write-test.{os.getpid()}.{uuid.uuid4().hex}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise _Error(f"--out: cannot write in the folder {folder!r}: "
+                     f"{exc.strerror or exc}") from None
 
 
 def _save_checkpoint(model, vocab, path):
-    """Save ``model`` with its vocabulary (as JSON), atomically, as RNN.save does."""
-    model._save(path, vocab=np.array(json.dumps(vocab)))
+    """Save ``model`` with its vocabulary (as JSON), atomically, as RNN.save does.
+
+    When ``path`` cannot be written (a full disk, a folder gone), the model is
+    saved in the temporary folder instead and _Error says where.
+    """
+    extra = {"vocab": np.array(json.dumps(vocab))}
+    try:
+        model._save(path, **extra)
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    fallback = os.path.join(tempfile.gettempdir(),
+                            f"crnn-{os.getpid()}-{os.path.basename(path) or 'model.npz'}")
+    try:
+        model._save(fallback, **extra)
+    except OSError as exc:
+        raise _Error(f"cannot save the model to {path!r} ({reason}), nor to {fallback!r} "
+                     f"({exc.strerror or exc}): it is lost") from None
+    raise _Error(f"cannot save the model to {path!r} ({reason}); saved it to {fallback!r} "
+                 f"instead")
 
 
 def _load_checkpoint(path):
     """The model and vocabulary saved by :func:`_save_checkpoint` at ``path``."""
     try:
-        model = load(path)
-        with np.load(path, allow_pickle=False) as contents:
-            saved = str(contents["vocab"]) if "vocab" in contents.files else None
+        model, extras = _io.load(path, {"RNN": RNN, "LSTM": LSTM, "GRU": GRU},
+                                 extras=("vocab",))
     except OSError as exc:
         raise _Error(f"MODEL: cannot read {path!r}: {exc.strerror or exc}") from None
-    except (ValueError, zipfile.BadZipFile, EOFError) as exc:
-        message = str(exc).removeprefix("path: ")
-        raise _Error(f"MODEL: {message}") from None
-    if saved is None:
+    except ValueError as exc:
+        raise _Error(f"MODEL: {str(exc).removeprefix('path: ')}") from None
+    if "vocab" not in extras:
         raise _Error(f"MODEL: {path!r} has no vocabulary: it is a crnn model but was not "
                      f"saved by 'crnn train'")
     try:
-        vocab = json.loads(saved)
-    except json.JSONDecodeError:
+        vocab = json.loads(extras["vocab"])
+        if isinstance(vocab, str):
+            vocab.encode("utf-8")       # a lone surrogate cannot be printed
+    except (ValueError, RecursionError, UnicodeError):
         vocab = None
     # Distinct characters in code-point order, as _corpus.encode expects.
     if not (isinstance(vocab, str) and list(vocab) == sorted(set(vocab))
             and len(vocab) == model.input_size == model.output_size
-            and model.output == "softmax"):
+            and model.output == "softmax" and not model.bidirectional):
         raise _Error(f"MODEL: {path!r} is not a character-level model saved by "
                      f"'crnn train' (its vocabulary does not match its sizes)")
     return model, vocab
@@ -271,14 +329,23 @@ def _encode_prime(prime, vocab):
         raise _Error(f"--prime: {exc}") from None
 
 
-def _sample_text(model, vocab, length, temperature, seed, prime_ids=None):
-    """``length`` generated characters; without a prime, those that follow a newline."""
+def _sample_chars(model, vocab, length, temperature, seed, prime_ids=None):
+    """``length`` generated characters, one at a time as they are sampled; without a
+    prime, those that follow a newline."""
     if prime_ids is None and "\n" in vocab:
         # Asks the model for text that starts a line, rather than text that
         # follows a random character.
         prime_ids = _corpus.encode("\n", vocab)
-    ids = model.generate(length, prime=prime_ids, temperature=temperature, seed=seed)
-    return _corpus.decode(ids, vocab)
+    try:
+        ids = model._generate(length, prime_ids, temperature, seed)
+        for i in ids:
+            yield vocab[i]
+    except ValueError as exc:       # non-finite outputs
+        raise _Error(f"MODEL: {str(exc).removeprefix('generate: ')}") from None
+
+
+def _sample_text(model, vocab, length, temperature, seed):
+    return "".join(_sample_chars(model, vocab, length, temperature, seed))
 
 
 def _clip_if_finite(loss, grads, max_norm):
@@ -298,7 +365,7 @@ def _train(args):
         raise _Error(f"TEXT_FILE: {args.text_file!r} is empty")
     vocab = _corpus.make_vocab(text)
     streams = _Streams(_corpus.encode(text, vocab), args.batch, args.seq_len)
-    _check_output_path(args.out)
+    _check_output_path(args.out, args.text_file)
     try:
         model = RNN(len(vocab), args.hidden, len(vocab), seed=args.seed)
     except MemoryError:
@@ -309,12 +376,23 @@ def _train(args):
           f"{args.batch} streams of {streams.windows} windows of {args.seq_len}", flush=True)
     print(f"model: {model!r}; Adam lr {args.lr:g}, clip {args.clip:g}; "
           f"loss in nats per character (uniform guess: {math.log(len(vocab)):.3f})", flush=True)
+    # SIGTERM as Ctrl-C: save, then stop (main thread only: a caller's thread can't).
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        with _signals.Guard() as guard:
+            return _train_loop(args, model, optimizer, streams, vocab, guard)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
 
+
+def _train_loop(args, model, optimizer, streams, vocab, guard):
     width = len(str(args.steps))
     h = None
     step = 0
     losses = []                 # of the steps since the last progress line
-    last_loss = math.nan
+    first_loss = last_loss = math.nan
     start = tick = time.perf_counter()
     try:
         for step in range(1, args.steps + 1):
@@ -324,9 +402,12 @@ def _train(args):
                 # Stop before the optimizer spreads NaN into the weights.
                 raise _Error(f"the loss or gradients became non-finite at step {step}; try a "
                              f"lower --lr. The last checkpoint in {args.out!r} is kept.")
-            optimizer.step(grads)
-            h = h_next
+            with guard.hold():      # the saved model is never half an update
+                optimizer.step(grads)
+                h = h_next
             losses.append(loss)
+            if step == 1:
+                first_loss = loss
 
             if step == 1 or step % args.log_every == 0 or step == args.steps:
                 last_loss = float(np.mean(losses))
@@ -344,14 +425,18 @@ def _train(args):
             if not losses:
                 # Steps/s measures training only, not the printing, sampling and saving.
                 tick = time.perf_counter()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _save_checkpoint(model, vocab, args.out)
-        print(f"\ninterrupted at step {step}: model saved to {args.out}", flush=True)
-        return 130
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"\n{what} at step {step}: model saved to {args.out}", flush=True)
+        return 143 if isinstance(exc, _Terminated) else 130
     _save_checkpoint(model, vocab, args.out)
     print(f"done: {args.steps} steps in {time.perf_counter() - start:.0f} s, loss "
           f"{last_loss:.3f} nats/char; model saved to {args.out}\n"
           f"sample from it with: crnn sample {args.out}", flush=True)
+    if last_loss > 10 * first_loss:
+        print(f"crnn train: warning: training diverged: the loss rose from {first_loss:.3f} "
+              f"to {last_loss:.3g} nats/char; try a lower --lr", file=sys.stderr, flush=True)
     return 0
 
 
@@ -360,9 +445,16 @@ def _train(args):
 def _sample(args):
     model, vocab = _load_checkpoint(args.model)
     prime_ids = _encode_prime(args.prime, vocab)
-    text = _sample_text(model, vocab, args.length, args.temperature, args.seed, prime_ids)
-    sys.stdout.write(args.prime + text + "\n")
-    sys.stdout.flush()
+    out = sys.stdout
+    out.write(args.prime)
+    out.flush()
+    # Printed as sampled, so that a long sample shows at once, and Ctrl-C keeps it.
+    for char in _sample_chars(model, vocab, args.length, args.temperature, args.seed,
+                              prime_ids):
+        out.write(char)
+        out.flush()
+    out.write("\n")
+    out.flush()
     return 0
 
 
@@ -406,7 +498,8 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 1 on an error, 2 on a usage error, 130 when interrupted.
+        0 on success, 1 on an error, 2 on a usage error, 130 when interrupted
+        (Ctrl-C), 143 when terminated (SIGTERM).
     """
     parser, subparsers = _build_parser()
     try:
@@ -424,6 +517,8 @@ def main(argv=None):
     except _Error as exc:
         print(f"crnn {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except _Terminated:
+        return 143
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
