@@ -70,6 +70,18 @@ def _check(n: object, name: str) -> int:
 
 
 _num_threads = 1
+_user_choice = False     # set_num_threads was called, or CRNN_NUM_THREADS is set
+
+
+def _chosen() -> bool:
+    return _user_choice
+
+
+def _set(n: int) -> None:
+    global _num_threads
+    n = min(n, _cpu_count(), _engine.max_threads())
+    _engine.set_num_threads(n)
+    _num_threads = n
 
 
 def set_num_threads(n: int) -> None:
@@ -81,10 +93,9 @@ def set_num_threads(n: int) -> None:
     Under load from other processes crnn falls back to one thread for a
     while, and tries again later.
     """
-    global _num_threads
-    n = min(_check(n, "n"), _cpu_count(), _engine.max_threads())
-    _engine.set_num_threads(n)
-    _num_threads = n
+    global _user_choice
+    _set(_check(n, "n"))
+    _user_choice = True
 
 
 def get_num_threads() -> int:
@@ -104,4 +115,5 @@ def _default() -> int:
 
 
 _engine.set_blas_control(*_find_blas_control())
-set_num_threads(_default())
+_set(_default())
+_user_choice = bool(os.environ.get("CRNN_NUM_THREADS", "").strip())

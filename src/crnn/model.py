@@ -407,7 +407,7 @@ class _Network:
 
     def fit(self, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
             clip_norm=None, clip_value=None, lengths=None, validation_data=None, bptt=None,
-            callbacks=(), shuffle=True, seed=None, verbose=1):
+            callbacks=(), shuffle=True, seed=None, verbose=1, comm=None):
         """Train on mini-batches of sequences; return the history.
 
         See :func:`crnn.training.fit`, which this calls, for every argument.
@@ -416,7 +416,7 @@ class _Network:
         return fit(self, x, target, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    lr=lr, clip_norm=clip_norm, clip_value=clip_value, lengths=lengths,
                    validation_data=validation_data, bptt=bptt, callbacks=callbacks,
-                   shuffle=shuffle, seed=seed, verbose=verbose)
+                   shuffle=shuffle, seed=seed, verbose=verbose, comm=comm)
 
     def save(self, path):
         """Save the weights and the configuration to an ``.npz`` file at ``path``.

@@ -119,6 +119,7 @@ class _Network:
         shuffle: bool = True,
         seed: _Seed = None,
         verbose: int = 1,
+        comm: Any = None,
     ) -> dict[str, list[float]]: ...
     def save(self, path: _Path) -> None: ...
 

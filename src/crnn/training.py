@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from crnn import _checks, _data, _progress, _signals
+from crnn import _checks, _data, _distributed, _progress, _signals
 from crnn import callbacks as _callbacks
 from crnn import optim as _optim
 from crnn.clip import clip_grad_norm, clip_grad_value
@@ -15,7 +15,7 @@ __all__ = ["fit"]
 
 def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
         clip_norm=None, clip_value=None, lengths=None, validation_data=None, bptt=None,
-        callbacks=(), shuffle=True, seed=None, verbose=1):
+        callbacks=(), shuffle=True, seed=None, verbose=1, comm=None):
     """Train ``model`` on mini-batches of sequences; return the history.
 
     Parameters
@@ -54,6 +54,19 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
     verbose : int, default 1
         0 prints nothing; 1 a progress bar (tqdm when installed) and a line
         per epoch; 2 a line per epoch.
+    comm : mpi4py communicator, optional
+        Data-parallel training over MPI (e.g. ``MPI.COMM_WORLD``; needs
+        ``crnn[mpi]``): every rank passes its own shard of the data and the
+        same arguments. Rank 0's parameters and optimizer state are
+        broadcast first; each step sums the ranks' gradients and counts in
+        one Allreduce, so "mean" is the mean over the global batch (the
+        concatenation of the ranks' mini-batches) and every rank applies the
+        same update. A checksum proves the model identical on every rank
+        after each epoch. Validation metrics are over every rank's shard;
+        only rank 0 prints. By default each rank uses its node's CPUs
+        divided by the ranks on that node. An error on one rank stops every
+        rank: with that rank's message when the ranks can agree on it (bad
+        input, a non-finite loss), else by aborting the job.
 
     Returns
     -------
@@ -73,6 +86,7 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
     RuntimeWarning says when training diverged: the last epoch's loss ends
     over 10 times the first step's.
     """
+    ranks = None if comm is None else _distributed.Ranks(comm)
     epochs = _checks.positive_int(epochs, "epochs")
     batch_size = _checks.positive_int(batch_size, "batch_size")
     clip_norm = _checks.positive_float(clip_norm, "clip_norm", allow_none=True)
@@ -83,92 +97,171 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
                          "direction reads each sequence from its end); this one is "
                          "bidirectional")
     verbose = _verbosity(verbose)
+    if ranks is not None and ranks.rank != 0:
+        verbose = 0
     callbacks = _callbacks.check(callbacks)
     model._sync()
     optimizer = _optim.get(optimizer, model.params, _checks.positive_float(lr, "lr"))
     if optimizer.params is not model.params:
         raise ValueError("optimizer: must be built on this model's params "
                          "(e.g. crnn.Adam(model.params))")
-    data = _data.prepare(model, x, None, lengths, finite=True, target=target)
-    val = None if validation_data is None else _validation(model, validation_data)
     rng = _checks.rng(seed, "seed")
+    data = val = error = None
+    try:
+        data = _data.prepare(model, x, None, lengths, finite=True, target=target)
+        val = None if validation_data is None else _validation(model, validation_data)
+    except (TypeError, ValueError) as exc:
+        if ranks is None:
+            raise
+        error = exc
+    if ranks is not None:
+        ranks.agree(error)      # bad data on any rank stops every rank, with its message
+    assert data is not None
+    loop = _Loop(model, data, val, epochs, batch_size, data.T if bptt is None else bptt,
+                 optimizer, clip_norm, clip_value, callbacks, shuffle, verbose, rng, ranks)
     snapshot = model._flat.copy()
     # A caller's optimizer is put back too, so that a failed fit changes nothing.
     saved_optimizer = optimizer.state_dict()
-    history: dict[str, list[float]] = {"loss": []}
-    if val is not None:
-        history["val_loss"] = []
-        if model.output == "softmax":
-            history["val_accuracy"] = []
-    dW = np.zeros(model._engine.size, dtype=model.dtype)    # reused by every step
-    window = data.T if bptt is None else bptt
-    steps_per_epoch = -(-data.B // batch_size) * -(-data.T // window)
-    with _signals.Guard() as guard:
+    with _signals.Guard() as guard, _distributed.threads_for(ranks):
+        loop.guard = guard
         try:
-            first_loss = _train(model, data, val, epochs, batch_size, window, steps_per_epoch,
-                                optimizer, clip_norm, clip_value, callbacks, shuffle, verbose,
-                                rng, dW, history, guard)
-        except KeyboardInterrupt:
-            model.history = history
+            if ranks is not None:
+                ranks.broadcast(model, optimizer)
+            loop.run()
+        except KeyboardInterrupt as exc:
+            model.history = loop.history
+            if ranks is not None and ranks.size > 1:
+                ranks.abort(exc)
             raise
-        except BaseException:
+        except BaseException as exc:
+            if ranks is not None and ranks.size > 1 and not getattr(exc, "_collective", False):
+                ranks.abort(exc)    # the other ranks cannot know: end the job
             with guard.hold():      # whole, even if Ctrl-C comes meanwhile
                 model._flat[...] = snapshot
                 model.params.update(model._views)
                 optimizer.load_state_dict(saved_optimizer)
             raise
-    model.history = history
-    _warn_if_diverged(first_loss, history["loss"])
-    return history
+    model.history = loop.history
+    _warn_if_diverged(loop.first_loss, loop.history["loss"])
+    return loop.history
 
 
-def _train(model, data, val, epochs, batch_size, window, steps_per_epoch, optimizer,
-           clip_norm, clip_value, callbacks, shuffle, verbose, rng, dW, history, guard):
-    """The epochs of fit; returns the first step's loss (None if nothing was scored)."""
-    first_loss = None
-    for cb in callbacks:
-        cb.on_train_begin(model)
-    for epoch in range(epochs):
-        progress = _progress.Bar(steps_per_epoch, f"epoch {epoch + 1}/{epochs}",
-                                 enabled=verbose == 1)
-        order = rng.permutation(data.B) if shuffle else np.arange(data.B)
-        total, count = 0.0, 0
-        for lo in range(0, data.B, batch_size):
-            idx = order[lo:lo + batch_size]
-            h = c = None
-            for t0 in range(0, data.T, window):
-                w = _data.window(model, data, idx, t0, min(t0 + window, data.T), h, c)
-                if not w.bs[0]:
-                    break       # every sequence of the batch has ended
-                n = w.count
-                masks = model._masks(rng, w) if model._dropping() else None
-                loss, _, h, c = model._run(model._sync(), w, masks, True, grads=n > 0,
-                                           dW=dW)
-                h = _data.unsort(h, w.order, 1)
-                c = None if c is None else _data.unsort(c, w.order, 1)
-                if n:
-                    with guard.hold():
-                        _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch)
-                    if first_loss is None:
-                        first_loss = loss
-                    total += loss * n
-                    count += n
-                progress.update(total / max(count, 1))
-        logs = {"loss": total / max(count, 1)}
-        if val is not None:
-            logs.update(_evaluate(model, val))
-        for key, value in logs.items():
-            history[key].append(value)
-        progress.close()
-        if verbose:
-            print(f"epoch {epoch + 1}/{epochs}  " + "  ".join(
-                f"{k} {v:.4g}" for k, v in logs.items()) +
-                f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
-        if any([bool(cb.on_epoch_end(model, epoch, history)) for cb in callbacks]):
-            break
-    for cb in callbacks:
-        cb.on_train_end(model)
-    return first_loss
+class _Loop:
+    """The epochs of fit, on one process or on every rank of a communicator."""
+
+    def __init__(self, model, data, val, epochs, batch_size, window, optimizer, clip_norm,
+                 clip_value, callbacks, shuffle, verbose, rng, ranks):
+        self.model, self.data, self.val, self.epochs = model, data, val, epochs
+        self.batch_size, self.window, self.optimizer = batch_size, window, optimizer
+        self.clip_norm, self.clip_value, self.callbacks = clip_norm, clip_value, callbacks
+        self.shuffle, self.verbose, self.rng, self.ranks = shuffle, verbose, rng, ranks
+        self.guard = _signals.Guard()       # fit enters its own: this one holds nothing
+        self.first_loss = None
+        self.history: dict[str, list[float]] = {"loss": []}
+        # Distributed, every rank reports validation metrics if any rank has data
+        # (a collective call, so made on every rank alike).
+        has_val = val is not None if ranks is None else bool(ranks.max(int(val is not None)))
+        if has_val:
+            self.history["val_loss"] = []
+            if model.output == "softmax":
+                self.history["val_accuracy"] = []
+        # Reused by every step; distributed, two more entries carry the loss and the
+        # count through the same Allreduce.
+        size = model._engine.size
+        self.buf = np.zeros(size + (2 if ranks is not None else 0), dtype=model.dtype)
+        self.dW = self.buf[:size]
+
+    def _batches(self, order):
+        """This process's mini-batches of an epoch (index arrays)."""
+        return [order[lo:lo + self.batch_size] for lo in range(0, self.data.B, self.batch_size)]
+
+    def _windows(self, idx):
+        """The steps of one mini-batch: (window, states), where the caller puts the
+        window's final states into ``states`` for the next window."""
+        model, data = self.model, self.data
+        states = [None, None]
+        for t0 in range(0, data.T, self.window):
+            w = _data.window(model, data, idx, t0, min(t0 + self.window, data.T), *states)
+            if not w.bs[0]:
+                return      # every sequence of the batch has ended
+            yield w, states
+
+    def _plan(self, batches):
+        """Steps of each mini-batch: ceil(longest sequence / window). Distributed, the
+        most that any rank takes at each batch index, so that the ranks' steps (and
+        their Allreduces) pair up; a rank with fewer adds nothing to the extra ones."""
+        longest = [self.data.T if self.data.lengths is None else
+                   int(self.data.lengths[idx].max()) for idx in batches]
+        steps = np.array([-(-n // self.window) for n in longest], dtype=np.int64)
+        if self.ranks is not None:
+            steps = self.ranks.max_each(steps)
+        return steps
+
+    def run(self):
+        model, ranks = self.model, self.ranks
+        for cb in self.callbacks:
+            cb.on_train_begin(model)
+        for epoch in range(self.epochs):
+            order = self.rng.permutation(self.data.B) if self.shuffle else np.arange(self.data.B)
+            batches = self._batches(order)
+            plan = self._plan(batches)
+            progress = _progress.Bar(int(plan.sum()), f"epoch {epoch + 1}/{self.epochs}",
+                                     enabled=self.verbose == 1)
+            total, count = 0.0, 0
+            for b, steps in enumerate(plan):
+                windows = self._windows(batches[b]) if b < len(batches) else iter(())
+                for _ in range(steps):
+                    loss, n = self._step(next(windows, None), epoch)
+                    total, count = total + loss * n, count + n
+                    progress.update(total / max(count, 1))
+            logs = {"loss": total / max(count, 1)}
+            if ranks is not None:
+                ranks.check_same(model, epoch)
+            if "val_loss" in self.history:
+                logs.update(_evaluate(model, self.val, ranks))
+            for key, value in logs.items():
+                self.history[key].append(value)
+            progress.close()
+            if self.verbose:
+                print(f"epoch {epoch + 1}/{self.epochs}  " + "  ".join(
+                    f"{k} {v:.4g}" for k, v in logs.items()) +
+                    f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
+            if any([bool(cb.on_epoch_end(model, epoch, self.history))
+                    for cb in self.callbacks]):
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(model)
+
+    def _step(self, item, epoch):
+        """One step: the loss and gradients of a window (this process's, or the sum over
+        the ranks), then the update; returns (mean loss, items scored)."""
+        model, ranks = self.model, self.ranks
+        loss, n = 0.0, 0
+        if item is not None:
+            w, states = item
+            n = w.count
+            masks = model._masks(self.rng, w) if model._dropping() else None
+            # Distributed, the sums: the mean is taken over every rank's items.
+            loss, _, h, c = model._run(model._sync(), w, masks, ranks is None,
+                                       grads=n > 0 or ranks is not None, dW=self.dW)
+            states[0] = _data.unsort(h, w.order, 1)
+            states[1] = None if c is None else _data.unsort(c, w.order, 1)
+        if ranks is not None:
+            if item is None:
+                self.dW[...] = 0
+            self.buf[-2:] = loss, n
+            ranks.reduce(self.buf)
+            loss_sum, n = float(self.buf[-2]), int(round(float(self.buf[-1])))
+            if n:
+                self.dW /= n
+                loss = loss_sum / n
+        if n:
+            with self.guard.hold():
+                _apply(model, self.dW, loss, self.optimizer, self.clip_norm, self.clip_value,
+                       epoch, collective=ranks is not None)
+            if self.first_loss is None:
+                self.first_loss = loss
+        return loss, n
 
 
 def _warn_if_diverged(first, losses):
@@ -179,12 +272,14 @@ def _warn_if_diverged(first, losses):
                   RuntimeWarning, stacklevel=3)
 
 
-def _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch):
-    """Clip and apply one step's gradients, refusing non-finite ones."""
+def _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch, collective=False):
+    """Clip and apply one step's gradients, refusing non-finite ones (``collective``: the
+    gradients are the ranks' sum, so every rank refuses them alike)."""
     if not np.isfinite(loss) or not _checks._all_finite(dW):
-        raise FloatingPointError(
+        exc = FloatingPointError(
             f"fit: non-finite loss or gradient in epoch {epoch + 1} (loss = {loss}); "
             f"parameters restored. Lower lr, or set clip_norm.")
+        raise _distributed._collective(exc) if collective else exc
     grads = model._unflatten(dW)
     if clip_value is not None:
         clip_grad_value(grads, clip_value)
@@ -214,8 +309,21 @@ def _validation(model, validation_data):
         raise type(exc)(f"validation_data: {exc}") from None
 
 
-def _evaluate(model, data, chunk=1024):
-    """Mean loss (and accuracy, softmax head) over a prepared data set, without dropout."""
+def _evaluate(model, data, ranks=None, chunk=1024):
+    """Mean loss (and accuracy, softmax head) over a prepared data set (None: no data
+    on this rank), without dropout; over every rank's data when ``ranks`` is given."""
+    total, count, correct = _evaluate_sums(model, data, chunk) if data is not None \
+        else (0.0, 0, 0)
+    if ranks is not None:
+        total, count, correct = ranks.sums([total, count, correct])
+    logs = {"val_loss": total / count}
+    if model.output == "softmax":
+        logs["val_accuracy"] = correct / count
+    return logs
+
+
+def _evaluate_sums(model, data, chunk):
+    """(Σ loss, items, correct predictions) over a prepared data set."""
     W = model._sync()
     total, count, correct = 0.0, 0, 0
     for lo in range(0, data.B, chunk):
@@ -236,7 +344,4 @@ def _evaluate(model, data, chunk=1024):
         else:
             z = model._final_logits(W, h)
             correct += int(np.count_nonzero(z.argmax(-1) == w.classes))
-    logs = {"val_loss": total / count}
-    if model.output == "softmax":
-        logs["val_accuracy"] = correct / count
-    return logs
+    return total, count, correct
