@@ -115,6 +115,10 @@ def failing(mode):
     callbacks = []
     if mode == "bad-input" and rank == 1:
         x[2, 1, 0] = np.nan
+    if mode == "non-finite":        # a linear head whose loss overflows on rank 1 only
+        m = crnn.RNN(D, H, O, output="linear", dtype="float64", seed=3)
+        values = np.full((x.shape[1], O), 1e200 if rank == 1 else 0.5)
+        m.fit(x, values, epochs=2, verbose=0, comm=comm)
     if mode == "raise":
         callbacks = [RaiseOn1()]
     if mode == "diverge":

@@ -103,6 +103,7 @@ def test_each_rank_uses_its_share_of_the_node(tmp_path):
     ("bad-input", ["rank 1", "NaN"]),                   # refused by every rank, rank 1's words
     ("raise", ["rank 1", "a callback failed on rank 1 only"]),      # the job is aborted
     ("diverge", ["differs between ranks"]),             # the checksum after each epoch
+    ("non-finite", ["rank 1:", "non-finite loss"]),     # seen by all, named by rank
 ])
 def test_a_failing_rank_stops_the_whole_job_soon(tmp_path, mode, words):
     proc, seconds = _mpiexec(sys.executable, os.path.join(HERE, "_mpi_worker.py"), mode,

@@ -128,6 +128,17 @@ class Ranks:
         dW /= n
         return float(buf[-2]) / n, model._unflatten(dW), model._states_out(h, c, w.order)
 
+    def name_nonfinite(self, local_loss, epoch):
+        """Collective, after a non-finite summed loss: raise on every rank, naming the
+        ranks whose own loss was not finite."""
+        losses = self.comm.allgather(float(local_loss))
+        bad = [r for r, v in enumerate(losses) if not np.isfinite(v)]
+        where = (f"rank{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad))}: "
+                 if bad else "")
+        raise _collective(FloatingPointError(
+            f"{where}fit: non-finite loss in epoch {epoch + 1} (local losses {losses}); "
+            f"parameters restored. Lower lr, set clip_norm, or check that rank's data."))
+
     def sums(self, values):
         """Σ over ranks of a few float64 values."""
         arr = np.asarray(values, dtype=np.float64).copy()

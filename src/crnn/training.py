@@ -249,12 +249,15 @@ class _Loop:
         if ranks is not None:
             if item is None:
                 self.dW[...] = 0
+            local = loss
             self.buf[-2:] = loss, n
             ranks.reduce(self.buf)
             loss_sum, n = float(self.buf[-2]), int(round(float(self.buf[-1])))
             if n:
                 self.dW /= n
                 loss = loss_sum / n
+            if not np.isfinite(loss):       # (every rank sees the same sum) which rank?
+                ranks.name_nonfinite(local, epoch)
         if n:
             with self.guard.hold():
                 _apply(model, self.dW, loss, self.optimizer, self.clip_norm, self.clip_value,
