@@ -31,13 +31,32 @@ class Guard:
         self._pending = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        # Installed under hold: a signal arriving meanwhile is recorded, and then
+        # handled only once every wrapper is gone again (nothing is left behind).
+        self._holding += 1
+        try:
             for sig in _SIGNALS:
                 handler = signal.getsignal(sig)
                 if callable(handler):
                     self._original[sig] = handler
                     signal.signal(sig, self._handle)
+        finally:
+            self._holding -= 1
+        if self._pending is not None:
+            originals = dict(self._original)
+            self.__exit__()
+            self._original.clear()
+            signum, frame = self._pending
+            self._pending = None
+            originals[signum](signum, frame)
         return self
+
+    @property
+    def pending(self):
+        """The signal number held back by hold(), or None."""
+        return None if self._pending is None else self._pending[0]
 
     def __exit__(self, *exc):
         # SIGINT last: a SIGTERM handled while SIGTERM's handler is put back
@@ -57,7 +76,8 @@ class Guard:
 
     def _handle(self, signum, frame):
         if self._holding:
-            if self._pending is None:
+            # One is kept: the first, unless a SIGTERM (stop, and say so) follows.
+            if self._pending is None or signum == getattr(signal, "SIGTERM", None):
                 self._pending = (signum, frame)
             return
         self._original[signum](signum, frame)
