@@ -56,8 +56,6 @@ import threading
 
 import numpy as np
 
-_MAIN_THREAD = threading.main_thread().ident
-
 cdef extern from "_cells.h" nogil:
     ctypedef struct crnn_step_f:
         float* a

@@ -68,7 +68,7 @@ cdef bint _interrupted(Call* c) noexcept nogil:
 
 cdef int _start_checks(Call* c) except -1:
     """Before a call: look for signals only from the main thread, and not at once."""
-    c.check_signals = threading.get_ident() == _MAIN_THREAD
+    c.check_signals = threading.current_thread() is threading.main_thread()
     c.checked_at = crnn_seconds()
     c.abort = False
     return 0

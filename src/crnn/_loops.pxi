@@ -353,7 +353,8 @@ cdef inline Py_ssize_t _valid_steps(const Loop* L, Py_ssize_t r) noexcept nogil:
 
 cdef Py_ssize_t _chunk_steps(const Loop* L) noexcept nogil:
     """Steps of a chunk: about _CHUNK_FLOPS of the per-step products."""
-    return max(1, <Py_ssize_t>(_CHUNK_FLOPS / (2.0 * L.B * L.GH * L.H + 1)))
+    cdef double steps = _CHUNK_FLOPS / (2.0 * L.B * L.GH * L.H + 1)
+    return L.T if steps >= L.T else max(1, <Py_ssize_t>steps)
 
 
 cdef void _run_chunk(Loop* L, bint backward, int n) noexcept nogil:
