@@ -8,6 +8,18 @@ cdef extern from "_cells.h" nogil:
 cdef extern from *:
     """
     #include <stdint.h>
+    /* Built with AddressSanitizer (CI's sanitizer build), the slack around a
+     * block and a 64-byte red zone after every buffer of a workspace are
+     * poisoned, so that an overrun from one buffer into the next is reported;
+     * otherwise these compile to nothing and the layout is unchanged. */
+    #if defined(__SANITIZE_ADDRESS__)
+    #include <sanitizer/asan_interface.h>
+    #define CRNN_REDZONE 64
+    #else
+    #define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+    #define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+    #define CRNN_REDZONE 0
+    #endif
     /* 64-byte aligned blocks from PyMem_RawMalloc, so that tracemalloc and
      * Python's memory tools see crnn's workspaces; the offset to the raw
      * block is kept just before the aligned one. */
@@ -19,6 +31,8 @@ cdef extern from *:
             return NULL;
         p = (char *)(((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63);
         ((void **)p)[-1] = raw;
+        ASAN_POISON_MEMORY_REGION(raw, (size_t)(p - raw) - sizeof(void *));
+        ASAN_POISON_MEMORY_REGION(p + n, (size_t)(raw + n + 64 + sizeof(void *) - (p + n)));
         return p;
     }
     static void crnn_aligned_free(void *p)
@@ -29,6 +43,9 @@ cdef extern from *:
     """
     void* crnn_aligned_alloc(size_t n) nogil
     void crnn_aligned_free(void* p) nogil
+    void ASAN_POISON_MEMORY_REGION(const void* p, size_t n) nogil
+    void ASAN_UNPOISON_MEMORY_REGION(const void* p, size_t n) nogil
+    enum: CRNN_REDZONE
 
 # The per-step product: crnn's kernel (1) or BLAS (0); the float32 cells' ISA level.
 cdef int _kernel = CRNN_HAVE_GEMM
@@ -64,6 +81,9 @@ cdef class Workspace:
             if self.mem == NULL:
                 raise MemoryError(f"crnn: cannot allocate {nbytes} bytes of workspace")
             self.size = max(nbytes, 64)
+        # (sanitizer builds) this call's layout poisons its own red zones
+        ASAN_UNPOISON_MEMORY_REGION(self.mem, nbytes)
+        ASAN_POISON_MEMORY_REGION(self.mem + nbytes, self.size - nbytes)
         return self.mem
 
     @property
@@ -172,5 +192,8 @@ cdef Py_ssize_t _layout(Call* c, char* base, Py_ssize_t nr) noexcept nogil:
 cdef inline char* _take(char* base, Py_ssize_t* off, Py_ssize_t nbytes) noexcept nogil:
     """The next 64-byte aligned block of ``nbytes`` (NULL when only measuring)."""
     cdef char* p = base + off[0] if base != NULL else NULL
-    off[0] += (nbytes + 63) & ~(<Py_ssize_t>63)
+    cdef Py_ssize_t span = ((nbytes + 63) & ~(<Py_ssize_t>63)) + CRNN_REDZONE
+    if p != NULL:
+        ASAN_POISON_MEMORY_REGION(p + nbytes, span - nbytes)
+    off[0] += span
     return p
