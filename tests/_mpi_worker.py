@@ -115,6 +115,22 @@ def failing(mode):
     callbacks = []
     if mode == "bad-input" and rank == 1:
         x[2, 1, 0] = np.nan
+    if mode == "memory" and rank == 1:     # not an error the ranks can agree on
+
+        class Huge:
+            def __array__(self, *args, **kwargs):
+                raise MemoryError("cannot allocate the data")
+        x = Huge()
+    if mode == "stop-on-1":         # a callback stops rank 1: every rank stops with it
+        seen = []
+
+        class StopOn1(crnn.callbacks.Callback):
+            def on_epoch_end(self, model, epoch, history):
+                seen.append(epoch)
+                return rank == 1 and epoch == 1
+        model("rnn-sgd").fit(x, target, epochs=5, verbose=0, callbacks=[StopOn1()], comm=comm)
+        assert seen == [0, 1], seen
+        return
     if mode == "non-finite":        # a linear head whose loss overflows on rank 1 only
         m = crnn.RNN(D, H, O, output="linear", dtype="float64", seed=3)
         values = np.full((x.shape[1], O), 1e200 if rank == 1 else 0.5)

@@ -131,6 +131,7 @@ def test_a_later_failure_to_save_keeps_the_model_elsewhere(tmp_path, text_file, 
         assert model.hidden_size == 16 and set(vocab) == set(TEXT)
     finally:
         os.unlink(fallback)
+        os.rmdir(os.path.dirname(fallback))     # a fresh folder of its own
 
 
 # -- 3. SIGTERM ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ and mpiexec (``pip install "crnn[mpi]"``).
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -104,6 +105,7 @@ def test_each_rank_uses_its_share_of_the_node(tmp_path):
     ("raise", ["rank 1", "a callback failed on rank 1 only"]),      # the job is aborted
     ("diverge", ["differs between ranks"]),             # the checksum after each epoch
     ("non-finite", ["rank 1:", "non-finite loss"]),     # seen by all, named by rank
+    ("memory", ["rank 1", "MemoryError"]),              # the job is aborted
 ])
 def test_a_failing_rank_stops_the_whole_job_soon(tmp_path, mode, words):
     proc, seconds = _mpiexec(sys.executable, os.path.join(HERE, "_mpi_worker.py"), mode,
@@ -112,6 +114,12 @@ def test_a_failing_rank_stops_the_whole_job_soon(tmp_path, mode, words):
     for word in words:
         assert word in proc.stderr, proc.stderr
     assert seconds < 30
+
+
+def test_a_callback_stopping_one_rank_stops_every_rank(tmp_path):
+    proc, _ = _mpiexec(sys.executable, os.path.join(HERE, "_mpi_worker.py"), "stop-on-1",
+                       str(tmp_path / "unused"), timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 40
@@ -150,3 +158,32 @@ def test_import_crnn_never_imports_mpi4py():
 def test_comm_must_be_an_mpi_communicator():
     with pytest.raises(TypeError, match="comm"):
         crnn.RNN(2, 3, 2).fit(np.zeros((3, 4, 2)), np.zeros(4, int), verbose=0, comm=object())
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_crnn_train_distributed_stops_on_a_signal_and_saves(tmp_path, signum, status):
+    """mpiexec passes the signal to every rank, each at its own point of a step: every
+    rank stops after the same step, rank 0 saves, and the job ends (no rank is left
+    waiting in an Allreduce)."""
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT * 20)
+    out = tmp_path / "m.npz"
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "crnn", "train",
+                             str(text), "--distributed", "--steps", "100000000", "--hidden",
+                             "128", "--seq-len", "32", "--batch", "7", "--log-every", "20",
+                             "--sample-every", "0", "--checkpoint-every", "0", "--out",
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    try:
+        for line in proc.stdout:
+            if line.startswith("step") and "/100000000" in line and " 1/" not in line:
+                break
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, stderr
+    assert "model saved" in stdout
+    assert crnn.load(out).hidden_size == 128

@@ -100,9 +100,10 @@ class Ranks:
         crc = zlib.crc32(model._flat.tobytes())
         crcs = self.comm.allgather(crc)
         if len(set(crcs)) > 1:
-            raise _collective(RuntimeError(f"fit: the model differs between ranks after epoch {epoch + 1} "
-                               f"(checksums {[f'{c:08x}' for c in crcs]}); something changed "
-                               f"the parameters on some ranks only"))
+            raise _collective(RuntimeError(
+                f"fit: the model differs between ranks after epoch {epoch + 1} (checksums "
+                f"{[f'{c:08x}' for c in crcs]}); something changed the parameters on some "
+                f"ranks only"))
 
     # -- a step ---------------------------------------------------------------------------
 
@@ -111,22 +112,24 @@ class Ranks:
         the count of scored items in its last two entries; one Allreduce."""
         self.comm.Allreduce(self.MPI.IN_PLACE, buf)
 
-    def loss_and_grad(self, model, x, target, h0):
+    def loss_and_grad(self, model, x, target, h0, stop=0):
         """``model.loss_and_grad(x, target, h0)`` over the rows of every rank together:
         the mean loss and gradients over the global batch, the same on every rank,
-        and this rank's final states."""
+        this rank's final states, and the sum of every rank's ``stop`` code (a rank
+        asking the others to stop after this step)."""
         data = _data.prepare(model, x, h0, None, finite=True, target=target)
         w = _data.window(model, data, None, 0, data.T, data.h0, data.c0)
         size = model._engine.size
-        if self._buf is None or self._buf.size != size + 2 or self._buf.dtype != model.dtype:
-            self._buf = np.zeros(size + 2, dtype=model.dtype)
+        if self._buf is None or self._buf.size != size + 3 or self._buf.dtype != model.dtype:
+            self._buf = np.zeros(size + 3, dtype=model.dtype)
         buf = self._buf
         loss, dW, h, c = model._run(model._sync(), w, None, False, dW=buf[:size])
-        buf[-2:] = loss, w.count
+        buf[-3:] = loss, w.count, stop
         self.reduce(buf)
-        n = float(buf[-1])
+        n = float(buf[-2])
         dW /= n
-        return float(buf[-2]) / n, model._unflatten(dW), model._states_out(h, c, w.order)
+        return (float(buf[-3]) / n, model._unflatten(dW), model._states_out(h, c, w.order),
+                int(round(float(buf[-1]))))
 
     def name_nonfinite(self, local_loss, epoch):
         """Collective, after a non-finite summed loss: raise on every rank, naming the

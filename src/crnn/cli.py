@@ -22,6 +22,7 @@ so ``crnn.load`` reads it like any other model.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -254,6 +255,8 @@ def _check_output_path(path, text_path):
     if os.path.isdir(path):
         raise _Error(f"--out: {path!r} is a directory; give a file name such as model.npz")
     if os.path.exists(path):
+        if not os.path.isfile(path):
+            raise _Error(f"--out: {path!r} exists and is not a regular file")
         if text_path is not None and os.path.exists(text_path) and \
                 os.path.samefile(path, text_path):
             raise _Error(f"--out: {path!r} is the training text; give the model another "
@@ -286,13 +289,15 @@ def _save_checkpoint(model, vocab, path):
         return
     except OSError as exc:
         reason = exc.strerror or str(exc)
-    fallback = os.path.join(tempfile.gettempdir(),
-                            f"crnn-{os.getpid()}-{os.path.basename(path) or 'model.npz'}")
     try:
+        # A fresh folder of its own: a predictable name in a shared /tmp could be a
+        # link planted by someone else, and save follows links.
+        fallback = os.path.join(tempfile.mkdtemp(prefix="crnn-"),
+                                os.path.basename(path) or "model.npz")
         model._save(fallback, **extra)
     except OSError as exc:
-        raise _Error(f"cannot save the model to {path!r} ({reason}), nor to {fallback!r} "
-                     f"({exc.strerror or exc}): it is lost") from None
+        raise _Error(f"cannot save the model to {path!r} ({reason}), nor in the temporary "
+                     f"folder ({exc.strerror or exc}): it is lost") from None
     raise _Error(f"cannot save the model to {path!r} ({reason}); saved it to {fallback!r} "
                  f"instead")
 
@@ -382,6 +387,19 @@ def _ranks(args):
 
 def _train(args):
     ranks = _ranks(args)
+    try:
+        return _train_ranks(args, ranks)
+    except BaseException as exc:
+        if ranks is None or ranks.size == 1:
+            raise
+        if not getattr(exc, "_collective", False):
+            ranks.abort(exc)        # this rank alone: the others would wait for it forever
+        if ranks.rank != 0:
+            return 1                # rank 0 says why
+        raise
+
+
+def _train_ranks(args, ranks):
     error = None
     try:
         text, source = _read_text(args.text_file)
@@ -396,12 +414,7 @@ def _train(args):
             raise
         error = exc
     if ranks is not None:
-        try:
-            ranks.agree(error, kinds=(_Error,))
-        except _Error:
-            if ranks.rank != 0:
-                return 1        # rank 0 says why
-            raise
+        ranks.agree(error, kinds=(_Error,))
         # This rank's share of the streams (each a contiguous part of the text).
         mine = np.array_split(np.arange(args.batch), ranks.size)[ranks.rank]
         streams.columns = slice(int(mine[0]), int(mine[-1]) + 1)
@@ -425,21 +438,27 @@ def _train(args):
         from crnn import _distributed
         with _signals.Guard() as guard, _distributed.threads_for(ranks):
             return _train_loop(args, model, optimizer, streams, vocab, guard, ranks, say)
-    except _Error as exc:
-        if ranks is None:
-            raise
-        if not getattr(exc, "_collective", False):
-            ranks.abort(exc)        # this rank alone: the others would wait for it forever
-        if ranks.rank != 0:
-            return 1                # rank 0 says why
-        raise
     finally:
-        if main_thread:
+        if main_thread and old_term is not None:    # None: a handler set outside Python
             signal.signal(signal.SIGTERM, old_term)
 
 
 def _silent(*args, **kwargs):
     pass
+
+
+# --distributed: what a rank with a pending signal adds to the step's Allreduce
+_STOP_CODES = {signal.SIGINT: 1, signal.SIGTERM: 1000}
+
+
+def _check_step(loss, grads, args, step):
+    """Clip the gradients; _Error when they or the loss are not finite."""
+    if not _clip_if_finite(loss, grads, args.clip):
+        # Stop before the optimizer spreads NaN into the weights.
+        # (distributed: the same on every rank, which all stop alike)
+        raise _collective(_Error(f"the loss or gradients became non-finite at step "
+                                 f"{step}; try a lower --lr. The last checkpoint in "
+                                 f"{args.out!r} is kept."))
 
 
 def _collective(exc):
@@ -456,44 +475,51 @@ def _train_loop(args, model, optimizer, streams, vocab, guard, ranks, say):
     losses = []                 # of the steps since the last progress line
     first_loss = last_loss = math.nan
     start = tick = time.perf_counter()
+    # Distributed, signals are held for the whole run and read at every step
+    # instead: a signal on any rank stops every rank after the same step (else
+    # the others would wait in the next Allreduce forever).
+    held = guard.hold() if ranks is not None else contextlib.nullcontext()
     try:
-        for step in range(1, args.steps + 1):
-            x, target, restart = streams.next()
-            h0 = None if restart else h
-            if ranks is None:
-                loss, grads, h_next = model.loss_and_grad(x, target, h0=h0)
-            else:       # the same loss and gradients on every rank: those of all streams
-                loss, grads, h_next = ranks.loss_and_grad(model, x[:, streams.columns],
-                                                          target[:, streams.columns], h0)
-            if not _clip_if_finite(loss, grads, args.clip):
-                # Stop before the optimizer spreads NaN into the weights.
-                # (distributed: the same on every rank, which all stop alike)
-                raise _collective(_Error(f"the loss or gradients became non-finite at step "
-                                         f"{step}; try a lower --lr. The last checkpoint in "
-                                         f"{args.out!r} is kept."))
-            with guard.hold():      # the saved model is never half an update
-                optimizer.step(grads)
-                h = h_next
-            losses.append(loss)
-            if step == 1:
-                first_loss = loss
+        with held:
+            for step in range(1, args.steps + 1):
+                x, target, restart = streams.next()
+                h0 = None if restart else h
+                if ranks is None:
+                    loss, grads, h_next = model.loss_and_grad(x, target, h0=h0)
+                    _check_step(loss, grads, args, step)
+                    with guard.hold():      # the saved model is never half an update
+                        optimizer.step(grads)
+                        h = h_next
+                else:
+                    loss, grads, h, stop = ranks.loss_and_grad(
+                        model, x[:, streams.columns], target[:, streams.columns], h0,
+                        stop=_STOP_CODES.get(guard.pending, 0))
+                    _check_step(loss, grads, args, step)
+                    optimizer.step(grads)
+                    if stop:        # the same step on every rank
+                        raise _Terminated if stop >= _STOP_CODES[signal.SIGTERM] else \
+                            KeyboardInterrupt
+                losses.append(loss)
+                if step == 1:
+                    first_loss = loss
 
-            if step == 1 or step % args.log_every == 0 or step == args.steps:
-                last_loss = float(np.mean(losses))
-                rate = len(losses) / (time.perf_counter() - tick)
-                say(f"step {step:>{width}}/{args.steps}  loss {last_loss:.3f} nats/char  "
-                      f"{rate:5.1f} steps/s  {time.perf_counter() - start:5.0f} s", flush=True)
-                losses.clear()
-            if args.sample_every and step % args.sample_every == 0 and rank0:
-                sample = _sample_text(model, vocab, _TRAIN_SAMPLE_LENGTH,
-                                      _TRAIN_SAMPLE_TEMPERATURE, args.seed + step)
-                say(f"--- sample at step {step} ---\n{sample}\n---", flush=True)
-            if args.checkpoint_every and step % args.checkpoint_every == 0 \
-                    and step != args.steps:
-                save()
-            if not losses:
-                # Steps/s measures training only, not the printing, sampling and saving.
-                tick = time.perf_counter()
+                if step == 1 or step % args.log_every == 0 or step == args.steps:
+                    last_loss = float(np.mean(losses))
+                    rate = len(losses) / (time.perf_counter() - tick)
+                    say(f"step {step:>{width}}/{args.steps}  loss {last_loss:.3f} nats/char  "
+                        f"{rate:5.1f} steps/s  {time.perf_counter() - start:5.0f} s",
+                        flush=True)
+                    losses.clear()
+                if args.sample_every and step % args.sample_every == 0 and rank0:
+                    sample = _sample_text(model, vocab, _TRAIN_SAMPLE_LENGTH,
+                                          _TRAIN_SAMPLE_TEMPERATURE, args.seed + step)
+                    say(f"--- sample at step {step} ---\n{sample}\n---", flush=True)
+                if args.checkpoint_every and step % args.checkpoint_every == 0 \
+                        and step != args.steps:
+                    save()
+                if not losses:
+                    # Steps/s measures training only, not the printing, sampling and saving.
+                    tick = time.perf_counter()
     except KeyboardInterrupt as exc:
         save()
         what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
@@ -501,11 +527,11 @@ def _train_loop(args, model, optimizer, streams, vocab, guard, ranks, say):
         return 143 if isinstance(exc, _Terminated) else 130
     save()
     say(f"done: {args.steps} steps in {time.perf_counter() - start:.0f} s, loss "
-          f"{last_loss:.3f} nats/char; model saved to {args.out}\n"
-          f"sample from it with: crnn sample {args.out}", flush=True)
+        f"{last_loss:.3f} nats/char; model saved to {args.out}\n"
+        f"sample from it with: crnn sample {args.out}", flush=True)
     if last_loss > 10 * first_loss:
         say(f"crnn train: warning: training diverged: the loss rose from {first_loss:.3f} "
-              f"to {last_loss:.3g} nats/char; try a lower --lr", file=sys.stderr, flush=True)
+            f"to {last_loss:.3g} nats/char; try a lower --lr", file=sys.stderr, flush=True)
     return 0
 
 

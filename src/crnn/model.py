@@ -253,7 +253,7 @@ class _Network:
             Sampling from softmax(z / temperature): lower is more
             conservative, higher more varied; 0 is greedy decoding (always
             the most likely token, the first of ties), as is the limit of
-            tiny temperatures.
+            tiny temperatures (which draw among exact ties).
         seed : int or numpy Generator, optional
             The same seed gives the same sequence.
 

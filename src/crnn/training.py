@@ -66,7 +66,7 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
         only rank 0 prints. By default each rank uses its node's CPUs
         divided by the ranks on that node. An error on one rank stops every
         rank: with that rank's message when the ranks can agree on it (bad
-        input, a non-finite loss), else by aborting the job.
+        input, a non-finite loss), else (and on Ctrl-C) by aborting the job.
 
     Returns
     -------
@@ -114,6 +114,10 @@ def fit(model, x, target, *, epochs=1, batch_size=32, optimizer="sgd", lr=0.01,
         if ranks is None:
             raise
         error = exc
+    except BaseException as exc:
+        if ranks is None or ranks.size == 1:
+            raise
+        ranks.abort(exc)        # e.g. MemoryError: the other ranks would wait for it
     if ranks is not None:
         ranks.agree(error)      # bad data on any rank stops every rank, with its message
     assert data is not None
@@ -219,18 +223,23 @@ class _Loop:
                 ranks.check_same(model, epoch)
             if "val_loss" in self.history:
                 logs.update(_evaluate(model, self.val, ranks))
-            for key, value in logs.items():
-                self.history[key].append(value)
+            with self.guard.hold():     # every list one longer, or none
+                for key, value in logs.items():
+                    self.history[key].append(value)
             progress.close()
             if self.verbose:
                 print(f"epoch {epoch + 1}/{self.epochs}  " + "  ".join(
                     f"{k} {v:.4g}" for k, v in logs.items()) +
                     f"  ({progress.elapsed:.2f} s)", file=sys.stdout, flush=True)
-            if any([bool(cb.on_epoch_end(model, epoch, self.history))
-                    for cb in self.callbacks]):
+            stop = any([bool(cb.on_epoch_end(model, epoch, self.history))
+                        for cb in self.callbacks])
+            if ranks is not None:       # one rank's callback stops every rank
+                stop = bool(ranks.max(int(stop)))
+            if stop:
                 break
-        for cb in self.callbacks:
-            cb.on_train_end(model)
+        with self.guard.hold():         # e.g. EarlyStopping's restore of the best weights
+            for cb in self.callbacks:
+                cb.on_train_end(model)
 
     def _step(self, item, epoch):
         """One step: the loss and gradients of a window (this process's, or the sum over
