@@ -6,32 +6,15 @@ checks and converts what the user gives (once, through ``_data`` and
 ``_checks``) and puts the results back in the user's order and shapes.
 """
 
-import warnings
-
 import numpy as np
 
-from crnn import _checks, _data, _engine, _io
+from crnn import _checks, _data, _engine, _io, _sampling
 
 __all__ = ["RNN", "LSTM", "GRU", "load"]
 
 _OUTPUTS = {"softmax": _engine.SOFTMAX, "linear": _engine.LINEAR}
 _NO_HEAD = object()     # the ``output`` of a network without a head (crnn.layers.Stack)
-_MAX_LENGTH = 2**31 - 1     # tokens one generate call may sample
 
-
-def _sample(p, temperature, rng):
-    """A token id drawn from p^(1/τ), renormalised (τ = temperature): softmax(z/τ)
-    from p = softmax(z), computed in log space as exp((log p − max log p)/τ),
-    which is 1 at the top and never overflows. τ = 0 is the argmax; tiny τ
-    reach it too (every other term underflows to 0)."""
-    if temperature == 0:
-        return int(np.argmax(p))
-    if temperature != 1.0:
-        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
-            logp = np.log(p)
-            p = np.exp((logp - logp.max()) / temperature)
-    cdf = np.cumsum(p)
-    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(p) - 1)
 
 _SHAPES_DOC = """
     Shapes: T time steps, B sequences, D = ``input_size``, H = ``hidden_size``,
@@ -44,14 +27,14 @@ _SHAPES_DOC = """
 """
 
 
-class _Network:
+class _Network(_sampling.Sampling):
     """The shared base of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     _cell = None        # "rnn", "lstm" or "gru"
     _gates = 1
 
     def _setup(self, input_size, hidden_size, output_size, nonlinearity, num_layers,
-               bidirectional, dropout, output, dtype, seed):
+               bidirectional, dropout, output, dtype, seed, batch_first=False):
         self.input_size = _checks.positive_int(input_size, "input_size")
         self.hidden_size = _checks.positive_int(hidden_size, "hidden_size")
         if output is _NO_HEAD:      # the layers alone (crnn.layers.Stack)
@@ -64,6 +47,7 @@ class _Network:
         self.bidirectional = _checks.boolean(bidirectional, "bidirectional")
         self.dropout = _checks.probability(dropout, "dropout")
         self.dtype = _checks.float_dtype(dtype)
+        self.batch_first = _checks.boolean(batch_first, "batch_first")
         if self._cell == "rnn":
             self.nonlinearity = _checks.choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
             engine_cell = "rnn_" + self.nonlinearity
@@ -102,6 +86,8 @@ class _Network:
         if self.dropout:
             args.append(f"dropout={self.dropout}")
         args += [f"output={self.output!r}", f"dtype={self.dtype.name!r}"]
+        if self.batch_first:
+            args.append("batch_first=True")
         return f"{type(self).__name__}({', '.join(args)})"
 
     # -- the parameters ----------------------------------------------------------------
@@ -148,6 +134,23 @@ class _Network:
         c = _data.unsort(c, order, 1)
         return (h, c[0] if self._nstates == 1 else c)
 
+    # -- batch-first data: converted once, at the boundary ----------------------------------
+
+    def _time_major(self, x):
+        """x (B, T, ...) as (T, B, ...) when batch_first (a view; the checks copy it)."""
+        if not self.batch_first:
+            return x
+        arr = _checks._as_array(x, "x")
+        return arr.swapaxes(0, 1) if arr.ndim >= 2 else arr
+
+    def _time_major_target(self, target):
+        """A per-step target (B, T) or (B, T, O) as (T, B, ...) when batch_first."""
+        if not self.batch_first:
+            return target
+        arr = _checks._as_array(target, "target")
+        return arr.swapaxes(0, 1) if arr.ndim == (2 if self.output == "softmax" else 3) \
+            else arr
+
     # -- the public computations ---------------------------------------------------------
 
     def forward(self, x, h0=None, lengths=None):
@@ -175,12 +178,16 @@ class _Network:
         NaN or infinite inputs are not refused here: they propagate.
         """
         W = self._sync()
+        x = self._time_major(x)
         data = _data.prepare(self, x, h0, lengths, finite=False)
         w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
         y = np.empty((w.T, w.B, self.output_size), dtype=self.dtype)
         h, c = self._new_states(w.B)
         self._engine.forward(W, w.X, w.tokens, w.B, w.bs, w.rev, w.h0, w.c0, self._out, y, h, c)
-        return _data.unsort(y, w.order, 1), self._states_out(h, c, w.order)
+        y = _data.unsort(y, w.order, 1)
+        if self.batch_first:
+            y = np.ascontiguousarray(y.swapaxes(0, 1))
+        return y, self._states_out(h, c, w.order)
 
     def predict(self, x, lengths=None):
         """The outputs ``y`` (T, B, O) for inputs ``x``, from zero initial states.
@@ -194,129 +201,6 @@ class _Network:
         if self.bidirectional:
             raise ValueError(f"{what}: needs a one-direction model (the reverse direction "
                              f"reads the whole sequence first); this one is bidirectional")
-
-    def step(self, x_t, h=None):
-        """Advance the network by one time step (streaming inference).
-
-        Parameters
-        ----------
-        x_t : array (B, D) of floats, or (B,) of integer token ids
-        h : states before the step, as ``h0`` of :meth:`forward`; zeros when omitted.
-
-        Returns
-        -------
-        y_t : ndarray (B, O)
-            The outputs at this step (probabilities or values).
-        h : the states after it, to pass to the next call.
-
-        ``y_t, h = model.step(x_t, h)`` over t gives the same outputs as one
-        ``forward`` over the whole sequence. For one-direction models only.
-        """
-        self._one_direction("step")
-        x_t = _checks._as_array(x_t, "x_t")
-        D = self.input_size
-        tokens = x_t.dtype.kind in "iu"
-        if not (x_t.ndim == 1 and tokens or x_t.ndim == 2 and not tokens and x_t.shape[1] == D):
-            raise ValueError(f"x_t: expected floats of shape (B, {D}) or token ids of shape "
-                             f"(B,), got {x_t.dtype} array of shape {_checks._shape_str(x_t.shape)}")
-        if x_t.shape[0] == 0:
-            raise ValueError(f"x_t: expected at least one sequence (B >= 1), got shape "
-                             f"{_checks._shape_str(x_t.shape)}")
-        if tokens and (x_t.min() < 0 or x_t.max() >= D):
-            raise ValueError(f"x_t: token ids must lie in [0, {D}), got values in "
-                             f"[{x_t.min()}, {x_t.max()}]")
-        W = self._sync()
-        data = _data.prepare(self, x_t[None], h, None, finite=False, h0_name="h")
-        y = np.empty((1, data.B, self.output_size), dtype=self.dtype)
-        hn, cn = self._new_states(data.B)
-        self._engine.forward(W, data.X, data.tokens, data.B, np.full(1, data.B, np.intp), None,
-                             data.h0, data.c0, self._out, y, hn, cn)
-        if not _checks._all_finite(y):
-            warnings.warn("step: the outputs are NaN or infinite (are the weights, the state "
-                          "and x_t finite?)", RuntimeWarning, stacklevel=2)
-        return y[0], self._states_out(hn, cn, None)
-
-    def generate(self, length, *, prime=None, temperature=1.0, seed=None):
-        """Sample a sequence of token ids, feeding each sample back as the next input.
-
-        For a one-direction softmax model over a vocabulary, with
-        ``input_size == output_size`` (e.g. a character model).
-
-        Parameters
-        ----------
-        length : int
-            How many new tokens to sample.
-        prime : sequence of int, optional
-            Token ids fed first, to set the state; not part of the result.
-            When omitted, the first input is drawn uniformly at random.
-        temperature : float, default 1.0
-            Sampling from softmax(z / temperature): lower is more
-            conservative, higher more varied; 0 is greedy decoding (always
-            the most likely token, the first of ties), as is the limit of
-            tiny temperatures (which draw among exact ties).
-        seed : int or numpy Generator, optional
-            The same seed gives the same sequence.
-
-        Returns
-        -------
-        tokens : ndarray (length,) of int
-
-        Raises ValueError when the model's outputs are not finite (NaN or
-        infinite weights): there is nothing to sample from.
-        """
-        tokens = self._generate(length, prime, temperature, seed)
-        # Grown as sampled beyond a million (a huge length fails when memory does, not before).
-        return np.fromiter(tokens, dtype=np.intp, count=length if length <= 1 << 20 else -1)
-
-    def _generate(self, length, prime, temperature, seed):
-        """The tokens of :meth:`generate`, one at a time, as they are sampled (checked
-        before the first is drawn)."""
-        self._one_direction("generate")
-        if self.output != "softmax" or self.input_size != self.output_size:
-            raise ValueError(f"generate: needs a softmax model with input_size == output_size, "
-                             f"got output={self.output!r}, input_size={self.input_size}, "
-                             f"output_size={self.output_size}")
-        length = _checks.positive_int(length, "length")
-        if length > _MAX_LENGTH:
-            raise ValueError(f"length: expected at most {_MAX_LENGTH} tokens, got {length}")
-        temperature = _checks.positive_float(temperature, "temperature", allow_zero=True)
-        rng = _checks.rng(seed, "seed")
-        V = self.output_size
-        if prime is None:
-            prime = rng.integers(V, size=1)
-        prime = _checks._as_array(prime, "prime")
-        if prime.dtype.kind not in "iu" or prime.ndim != 1 or prime.size == 0:
-            raise ValueError(f"prime: expected a non-empty 1-D sequence of token ids, got "
-                             f"{prime.dtype} array of shape {_checks._shape_str(prime.shape)}")
-        if prime.min() < 0 or prime.max() >= V:
-            raise ValueError(f"prime: token ids must lie in [0, {V}), "
-                             f"got values in [{prime.min()}, {prime.max()}]")
-        W = self._sync()
-        run = self._engine.forward
-        tokens = np.ascontiguousarray(prime, dtype=np.intp)
-        h, c = self._new_states(1)
-        h2, c2 = self._new_states(1)
-        y = np.empty((len(tokens), 1, V), dtype=self.dtype)
-        run(W, None, tokens, 1, np.ones(len(tokens), np.intp), None, None, None, self._out, y, h, c)
-        p = y[-1, 0].astype(np.float64)
-        one = np.ones(1, dtype=np.intp)
-        fed = np.empty(1, dtype=np.intp)        # the token fed back, reused every step
-        y = np.empty((1, 1, V), dtype=self.dtype)
-        return self._sample_loop(length, p, temperature, rng, W, h, c, h2, c2, one, fed, y)
-
-    def _sample_loop(self, length, p, temperature, rng, W, h, c, h2, c2, one, fed, y):
-        run = self._engine.forward
-        for i in range(length):
-            if not _checks._all_finite(p):
-                raise ValueError("generate: the model's outputs are NaN or infinite (are its "
-                                 "weights finite?): there is nothing to sample from")
-            token = _sample(p, temperature, rng)
-            yield token
-            if i + 1 < length:
-                fed[0] = token
-                run(W, None, fed, 1, one, None, h, c, self._out, y, h2, c2)
-                h, h2, c, c2 = h2, h, c2, c
-                p = y[0, 0].astype(np.float64)
 
     def loss_and_grad(self, x, target, h0=None, lengths=None, reduction="mean",
                       return_hidden_grads=False, *, seed=None):
@@ -358,6 +242,7 @@ class _Network:
         """
         reduction = _checks.choice(reduction, "reduction", ("mean", "sum"))
         W = self._sync()
+        x, target = self._time_major(x), self._time_major_target(target)
         data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
         w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
         rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
@@ -413,10 +298,22 @@ class _Network:
         See :func:`crnn.training.fit`, which this calls, for every argument.
         """
         from crnn.training import fit
+        x, target = self._time_major(x), self._time_major_target(target)
+        if self.batch_first and isinstance(validation_data, (tuple, list)) and \
+                len(validation_data) in (2, 3):
+            validation_data = (self._time_major(validation_data[0]),
+                               self._time_major_target(validation_data[1]),
+                               *validation_data[2:])
         return fit(self, x, target, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                    lr=lr, clip_norm=clip_norm, clip_value=clip_value, lengths=lengths,
                    validation_data=validation_data, bptt=bptt, callbacks=callbacks,
                    shuffle=shuffle, seed=seed, verbose=verbose, comm=comm)
+
+    def to_torch(self):
+        """``(rnn, linear)``: the ``torch.nn.RNN``/``LSTM``/``GRU`` and ``torch.nn.Linear``
+        equal to this model (needs torch; see :func:`crnn.from_torch`)."""
+        from crnn._torch_weights import to_torch
+        return to_torch(self)
 
     def save(self, path):
         """Save the weights and the configuration to an ``.npz`` file at ``path``.
@@ -434,7 +331,8 @@ class _Network:
         config = {"input_size": self.input_size, "hidden_size": self.hidden_size,
                   "output_size": self.output_size, "num_layers": self.num_layers,
                   "bidirectional": self.bidirectional, "dropout": self.dropout,
-                  "output": self.output, "dtype": self.dtype.name}
+                  "output": self.output, "dtype": self.dtype.name,
+                  "batch_first": self.batch_first}
         if self._cell == "rnn":
             config["nonlinearity"] = self.nonlinearity
         return config
@@ -467,6 +365,11 @@ class RNN(_Network):
     dtype : {"float32", "float64"}, default "float32"
     seed : int, numpy Generator or None
         Every array is drawn from uniform(−1/√H, 1/√H), as in PyTorch.
+    batch_first : bool, default False
+        As PyTorch's option: x is (B, T, D) (token ids (B, T)), per-step
+        targets (B, T) or (B, T, O), and the outputs y (B, T, O); states,
+        lengths and per-sequence targets are unchanged. The data is put
+        time-major once, at the boundary (one copy).
 
     Attributes
     ----------
@@ -492,9 +395,9 @@ class RNN(_Network):
 
     def __init__(self, input_size, hidden_size, output_size, *, nonlinearity="tanh",
                  num_layers=1, bidirectional=False, dropout=0.0, output="softmax",
-                 dtype="float32", seed=None):
+                 dtype="float32", seed=None, batch_first=False):
         self._setup(input_size, hidden_size, output_size, nonlinearity, num_layers,
-                    bidirectional, dropout, output, dtype, seed)
+                    bidirectional, dropout, output, dtype, seed, batch_first)
 
 
 class LSTM(_Network):
@@ -516,9 +419,9 @@ class LSTM(_Network):
 
     def __init__(self, input_size, hidden_size, output_size, *, num_layers=1,
                  bidirectional=False, dropout=0.0, output="softmax", dtype="float32",
-                 seed=None):
+                 seed=None, batch_first=False):
         self._setup(input_size, hidden_size, output_size, None, num_layers, bidirectional,
-                    dropout, output, dtype, seed)
+                    dropout, output, dtype, seed, batch_first)
 
 
 class GRU(_Network):
@@ -540,9 +443,9 @@ class GRU(_Network):
 
     def __init__(self, input_size, hidden_size, output_size, *, num_layers=1,
                  bidirectional=False, dropout=0.0, output="softmax", dtype="float32",
-                 seed=None):
+                 seed=None, batch_first=False):
         self._setup(input_size, hidden_size, output_size, None, num_layers, bidirectional,
-                    dropout, output, dtype, seed)
+                    dropout, output, dtype, seed, batch_first)
 
 
 def load(path, *, allow_nonfinite=False):

@@ -29,6 +29,7 @@ class _Network:
     num_layers: int
     bidirectional: bool
     dropout: float
+    batch_first: bool
     output: Literal["softmax", "linear"]
     dtype: np.dtype[np.floating[Any]]
     params: dict[str, _Floats]
@@ -121,6 +122,7 @@ class _Network:
         verbose: int = 1,
         comm: Any = None,
     ) -> dict[str, list[float]]: ...
+    def to_torch(self) -> tuple[Any, Any]: ...
     def save(self, path: _Path) -> None: ...
 
 class RNN(_Network):
@@ -138,6 +140,7 @@ class RNN(_Network):
         output: Literal["softmax", "linear"] = "softmax",
         dtype: npt.DTypeLike = "float32",
         seed: _Seed = None,
+        batch_first: bool = False,
     ) -> None: ...
 
 class LSTM(_Network):
@@ -153,6 +156,7 @@ class LSTM(_Network):
         output: Literal["softmax", "linear"] = "softmax",
         dtype: npt.DTypeLike = "float32",
         seed: _Seed = None,
+        batch_first: bool = False,
     ) -> None: ...
 
 class GRU(_Network):
@@ -168,6 +172,7 @@ class GRU(_Network):
         output: Literal["softmax", "linear"] = "softmax",
         dtype: npt.DTypeLike = "float32",
         seed: _Seed = None,
+        batch_first: bool = False,
     ) -> None: ...
 
 def load(path: _Path, *, allow_nonfinite: bool = False) -> RNN | LSTM | GRU: ...
