@@ -14,9 +14,10 @@ from crnn.model import GRU, LSTM, RNN, load
 from crnn import callbacks, layers, optim
 from crnn.optim import SGD, Adagrad, Adam, RMSprop
 from crnn._threads import get_num_threads, set_num_threads
+from crnn._torch_weights import from_torch
 
 __all__ = [
     "RNN", "LSTM", "GRU", "load", "layers", "clip_grad_norm", "clip_grad_value", "optim", "callbacks",
-    "SGD", "Adagrad", "RMSprop", "Adam", "set_num_threads", "get_num_threads",
+    "SGD", "Adagrad", "RMSprop", "Adam", "set_num_threads", "get_num_threads", "from_torch",
     "__version__",
 ]

@@ -76,6 +76,11 @@ class Stack:
             return getattr(self._net, name)
         raise AttributeError(name)
 
+    def to_torch(self):
+        """``(rnn, None)``: the ``torch.nn`` module equal to these layers (needs torch)."""
+        from crnn._torch_weights import to_torch
+        return to_torch(self)
+
     @property
     def cell(self):
         return self._net._cell
