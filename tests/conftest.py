@@ -5,9 +5,11 @@ Every random number comes from a generator seeded from the test's own key
 any order.
 """
 
+import os
 import zlib
 
 import numpy as np
+import pytest
 
 import crnn
 
@@ -60,6 +62,46 @@ def make_case(rng, T, B, D, H, O, *, tokens=False, output="softmax", per_step=Tr
             lens[i], lens[j] = 1, T
     h = (0.5 * rng.standard_normal((B, H))).astype(dt) if h0 else None
     return {"x": x, "target": target, "h0": h, "lengths": lens}
+
+
+def subprocess_env(*paths):
+    """os.environ for a child Python that imports the crnn under test (installed or
+    from a source tree), with ``paths`` first on its PYTHONPATH too."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(crnn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, *paths, env.get("PYTHONPATH")]))
+    return env
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """A tiny UTF-8 text for the ``crnn`` command (tests/test_cli*.py)."""
+    from test_cli import TEXT
+    path = tmp_path / "tiny.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def trained(tmp_path, text_file, capsys):
+    """A model trained by the command on the tiny text: its path."""
+    from crnn import cli
+    from test_cli import TINY
+    out = tmp_path / "tiny.npz"
+    assert cli.main(["train", str(text_file), *TINY, "--out", str(out)]) == 0
+    capsys.readouterr()
+    return out
+
+
+def peak_bytes(fn, *args, **kwargs):
+    """The peak of memory traced (numpy's arrays included) while fn(*args, **kwargs) runs."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        fn(*args, **kwargs)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 def snapshot(params):

@@ -13,6 +13,7 @@ import pytest
 
 import crnn
 from crnn import cli
+from conftest import subprocess_env
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
 TINY = ["--steps", "6", "--hidden", "16", "--seq-len", "8", "--batch", "4", "--lr", "0.01",
@@ -21,28 +22,8 @@ TINY = ["--steps", "6", "--hidden", "16", "--seq-len", "8", "--batch", "4", "--l
 
 def _run_module(*args, cwd=None):
     """``python -m crnn ARGS`` with the crnn under test importable."""
-    env = dict(os.environ)
-    # The crnn imported here (installed or from a source tree) is the one to run.
-    here = os.path.dirname(os.path.dirname(os.path.abspath(crnn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "crnn", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def trained(tmp_path, text_file, capsys):
-    """A model trained by the command on the tiny text: its path."""
-    out = tmp_path / "tiny.npz"
-    assert cli.main(["train", str(text_file), *TINY, "--out", str(out)]) == 0
-    capsys.readouterr()
-    return out
+                          text=True, env=subprocess_env(), cwd=cwd, timeout=120)
 
 
 def _one_line_error(status, err):

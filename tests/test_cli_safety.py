@@ -20,34 +20,13 @@ import pytest
 import crnn
 from crnn import cli
 from crnn.model import _Network
+from conftest import subprocess_env
 from test_cli import TEXT, TINY, _one_line_error
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "tiny.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def trained(tmp_path, text_file, capsys):
-    out = tmp_path / "tiny.npz"
-    assert cli.main(["train", str(text_file), *TINY, "--out", str(out)]) == 0
-    capsys.readouterr()
-    return out
-
-
-def _env():
-    env = dict(os.environ)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(crnn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
-    return env
 
 
 def _popen(*args):
     return subprocess.Popen([sys.executable, "-m", "crnn", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_env())
+                            stderr=subprocess.PIPE, env=subprocess_env())
 
 
 # -- 1. --out never destroys the user's files --------------------------------------------

@@ -13,7 +13,6 @@ import signal
 import stat
 import sys
 import threading
-import tracemalloc
 import zipfile
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 
 import crnn
 from crnn import _io
+from conftest import peak_bytes
 
 
 def _model_file(tmp_path, name="m.npz", **kwargs):
@@ -88,12 +88,7 @@ def test_a_huge_declared_model_is_refused_before_it_is_built(tmp_path):
     path = tmp_path / "huge.npz"
     _write_zip(path, members)
     assert os.path.getsize(path) < 4096
-    tracemalloc.start()
-    try:
-        _refused(path, "shape")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_bytes(_refused, path, "shape")
     assert peak < 16 << 20, peak
 
 
@@ -105,12 +100,7 @@ def test_an_ignored_member_is_never_read(tmp_path):
     big = tmp_path / "junk.npz"
     _write_zip(big, members, zipfile.ZIP_DEFLATED)
     assert os.path.getsize(big) < 2 << 20
-    tracemalloc.start()
-    try:
-        crnn.load(big)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = peak_bytes(crnn.load, big)
     assert peak < 16 << 20, peak
 
 

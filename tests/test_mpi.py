@@ -20,20 +20,19 @@ import pytest
 import crnn
 
 pytest.importorskip("mpi4py")
-MPIEXEC = shutil.which("mpiexec") or (os.path.join(os.path.dirname(sys.executable), "mpiexec")
-                                      if os.path.exists(os.path.join(
-                                          os.path.dirname(sys.executable), "mpiexec")) else None)
+# The mpich wheel puts mpiexec beside the venv's python, which may not be on PATH.
+MPIEXEC = shutil.which("mpiexec") or shutil.which(
+    "mpiexec", path=os.path.dirname(sys.executable))
 pytestmark = pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _mpi_worker as worker  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
 
 
 def _env():
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(crnn.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, HERE, env.get("PYTHONPATH")]))
+    env = subprocess_env(HERE)
     env.pop("CRNN_NUM_THREADS", None)
     return env
 

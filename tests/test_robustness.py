@@ -3,7 +3,6 @@ message naming the argument, or handled correctly — never garbage, never a
 MemoryError where a cheap check would do, never a half-applied change.
 """
 
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 import crnn
 from crnn import _engine
-from conftest import assert_params_bitwise_equal, make_case, rng_for, snapshot
+from conftest import assert_params_bitwise_equal, make_case, peak_bytes, rng_for, snapshot
 
 
 def _unaligned(arr):
@@ -206,13 +205,11 @@ def test_too_large_inputs_are_refused_before_any_conversion(dtype):
     model = crnn.RNN(3, 8, 3)
     x = np.broadcast_to(np.zeros((), dtype), (300_000_000, 1) if np.dtype(dtype).kind != "f"
                         else (300_000_000, 1, 3))
-    tracemalloc.start()
-    try:
+    def refused():
         with pytest.raises(ValueError, match="T·B"):
             model.forward(x)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+
+    peak = peak_bytes(refused)
     assert peak < 16 << 20, peak
 
 
