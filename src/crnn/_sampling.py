@@ -9,20 +9,28 @@ import numpy as np
 from crnn import _checks, _data
 
 _MAX_LENGTH = 2**31 - 1     # tokens one generate call may sample
+_NOT_FINITE = ("generate: the model's outputs are NaN or infinite (are its "
+               "weights finite?): there is nothing to sample from")
 
 
 def _sample(p, temperature, rng):
     """A token id drawn from p^(1/τ), renormalised (τ = temperature): softmax(z/τ)
     from p = softmax(z), computed in log space as exp((log p − max log p)/τ),
     which is 1 at the top and never overflows. τ = 0 is the argmax; tiny τ
-    reach it too (every other term underflows to 0)."""
+    reach it too (every other term underflows to 0). Probabilities that are not
+    finite (NaN or infinite weights) raise ValueError: the sum that draws the
+    token shows them, so no pass of its own is spent on the check."""
     if temperature == 0:
+        if not np.isfinite(p.sum()):
+            raise ValueError(_NOT_FINITE)
         return int(np.argmax(p))
     if temperature != 1.0:
         with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
             logp = np.log(p)
             p = np.exp((logp - logp.max()) / temperature)
     cdf = np.cumsum(p)
+    if not np.isfinite(cdf[-1]):
+        raise ValueError(_NOT_FINITE)
     return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(p) - 1)
 
 
@@ -153,9 +161,6 @@ class Sampling:
     def _sample_loop(self, length, p, temperature, rng, W, h, c, h2, c2, one, fed, y):
         run = self._engine.forward
         for i in range(length):
-            if not _checks._all_finite(p):
-                raise ValueError("generate: the model's outputs are NaN or infinite (are its "
-                                 "weights finite?): there is nothing to sample from")
             token = _sample(p, temperature, rng)
             yield token
             if i + 1 < length:
