@@ -107,10 +107,23 @@ class Ranks:
 
     # -- a step ---------------------------------------------------------------------------
 
-    def reduce(self, buf):
-        """Σ over ranks of ``buf`` in place: the flat gradients, then the summed loss and
-        the count of scored items in its last two entries; one Allreduce."""
+    @staticmethod
+    def step_buffer(model):
+        """The buffer of :meth:`reduce`: the flat gradients and three more entries."""
+        return np.zeros(model._engine.size + 3, dtype=model.dtype)
+
+    def reduce(self, buf, loss, count, stop=0):
+        """One Allreduce of ``buf`` = [this rank's summed gradients, loss, count, stop];
+        then the gradients (in place) and the loss are the means over every rank's
+        items. Returns (mean loss, items, Σ stop codes); with no items anywhere the
+        gradients stay the sums (zeros)."""
+        buf[-3:] = loss, count, stop
         self.comm.Allreduce(self.MPI.IN_PLACE, buf)
+        loss, n, stop = float(buf[-3]), int(round(float(buf[-2]))), int(round(float(buf[-1])))
+        if n:
+            buf[:-3] /= n
+            loss /= n
+        return loss, n, stop
 
     def loss_and_grad(self, model, x, target, h0, stop=0):
         """``model.loss_and_grad(x, target, h0)`` over the rows of every rank together:
@@ -119,17 +132,13 @@ class Ranks:
         asking the others to stop after this step)."""
         data = _data.prepare(model, x, h0, None, finite=True, target=target)
         w = _data.window(model, data, None, 0, data.T, data.h0, data.c0)
-        size = model._engine.size
-        if self._buf is None or self._buf.size != size + 3 or self._buf.dtype != model.dtype:
-            self._buf = np.zeros(size + 3, dtype=model.dtype)
-        buf = self._buf
-        loss, dW, h, c = model._run(model._sync(), w, None, False, dW=buf[:size])
-        buf[-3:] = loss, w.count, stop
-        self.reduce(buf)
-        n = float(buf[-2])
-        dW /= n
-        return (float(buf[-3]) / n, model._unflatten(dW), model._states_out(h, c, w.order),
-                int(round(float(buf[-1]))))
+        if self._buf is None or self._buf.size != model._engine.size + 3 or \
+                self._buf.dtype != model.dtype:
+            self._buf = self.step_buffer(model)
+        dW = self._buf[:-3]
+        loss, _, h, c = model._run(model._sync(), w, None, False, dW=dW)
+        loss, _, stop = self.reduce(self._buf, loss, w.count, stop)
+        return loss, model._unflatten(dW), model._states_out(h, c, w.order), stop
 
     def name_nonfinite(self, local_loss, epoch):
         """Collective, after a non-finite summed loss: raise on every rank, naming the

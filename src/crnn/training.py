@@ -169,10 +169,11 @@ class _Loop:
             self.history["val_loss"] = []
             if model.output == "softmax":
                 self.history["val_accuracy"] = []
-        # Reused by every step; distributed, two more entries carry the loss and the
-        # count through the same Allreduce.
+        # Reused by every step; distributed, with the entries that carry the loss and
+        # the count through the same Allreduce.
         size = model._engine.size
-        self.buf = np.zeros(size + (2 if ranks is not None else 0), dtype=model.dtype)
+        self.buf = np.zeros(size, dtype=model.dtype) if ranks is None else \
+            ranks.step_buffer(model)
         self.dW = self.buf[:size]
 
     def _batches(self, order):
@@ -251,20 +252,15 @@ class _Loop:
             n = w.count
             masks = model._masks(self.rng, w) if model._dropping() else None
             # Distributed, the sums: the mean is taken over every rank's items.
-            loss, _, h, c = model._run(model._sync(), w, masks, ranks is None,
-                                       grads=n > 0 or ranks is not None, dW=self.dW)
+            loss, _, h, c = model._run(model._sync(), w, masks, ranks is None, grads=n > 0,
+                                       dW=self.dW)
             states[0] = _data.unsort(h, w.order, 1)
             states[1] = None if c is None else _data.unsort(c, w.order, 1)
         if ranks is not None:
-            if item is None:
+            if not n:       # nothing scored here: add zeros to the others' sums
                 self.dW[...] = 0
             local = loss
-            self.buf[-2:] = loss, n
-            ranks.reduce(self.buf)
-            loss_sum, n = float(self.buf[-2]), int(round(float(self.buf[-1])))
-            if n:
-                self.dW /= n
-                loss = loss_sum / n
+            loss, n, _ = ranks.reduce(self.buf, loss, n)
             if not np.isfinite(loss):       # (every rank sees the same sum) which rank?
                 ranks.name_nonfinite(local, epoch)
         if n:
