@@ -52,8 +52,6 @@ from libc.string cimport memcpy, memset
 
 from crnn cimport _blas
 
-import threading
-
 import numpy as np
 
 cdef extern from "_cells.h" nogil:
@@ -223,7 +221,7 @@ ctypedef struct Call:
     double* normp       # (parts, T) partial ‖∂L/∂h_t‖²
     int parts           # threads this call may use
     # interrupts (_interrupts.pxi)
-    bint check_signals  # a call from the main thread: run signal handlers now and then
+    bint check_signals  # run Python's signal handlers now and then
     bint abort          # a handler raised: stop at the next boundary
     double checked_at
 

@@ -1,7 +1,7 @@
 # Interrupts: a long call stops within a fraction of a second of Ctrl-C (or
 # any signal whose Python handler raises), between chunks of time steps.
 # Python runs signal handlers only in the main thread and only with the GIL;
-# a call from the main thread takes the GIL for a moment at most every
+# a call takes the GIL for a moment at most every
 # _CHECK_EVERY seconds to run them. The handler's exception is kept, the call
 # stops at the next boundary between regions (the pool is idle there, so
 # its threads stay usable) and the exception is raised when the call returns.
@@ -67,8 +67,11 @@ cdef bint _interrupted(Call* c) noexcept nogil:
 
 
 cdef int _start_checks(Call* c) except -1:
-    """Before a call: look for signals only from the main thread, and not at once."""
-    c.check_signals = threading.current_thread() is threading.main_thread()
+    """Before a call: look for signals, not at once. Python runs handlers in the main
+    thread only (PyErr_CheckSignals does nothing elsewhere), so a call from another
+    thread just takes the GIL for a moment now and then: asking which thread this
+    is would cost a Python call on every engine call."""
+    c.check_signals = True
     c.checked_at = crnn_seconds()
     c.abort = False
     return 0

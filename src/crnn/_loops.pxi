@@ -357,6 +357,14 @@ cdef Py_ssize_t _chunk_steps(const Loop* L) noexcept nogil:
     return L.T if steps >= L.T else max(1, <Py_ssize_t>steps)
 
 
+cdef inline void _set_chunk(Loop* L, bint backward, Py_ssize_t t, Py_ssize_t k) noexcept nogil:
+    """The chunk of k steps that starts t steps into the loop (backward: from the end)."""
+    if backward:
+        L.t_lo, L.t_hi = max(L.T - t - k, 0), L.T - t
+    else:
+        L.t_lo, L.t_hi = t, min(t + k, L.T)
+
+
 cdef void _run_chunk(Loop* L, bint backward, int n) noexcept nogil:
     if L.split == _UNITS:
         crnn_pool_run(_units_bwd_task if backward else _units_fwd_task, L, n, 0)
@@ -380,10 +388,7 @@ cdef void _run_loop(Loop* L, bint backward, int parts) noexcept nogil:
         _cell_runs[_cell_level] += 1
     t = 0
     while t < L.T:
-        if backward:
-            L.t_lo, L.t_hi = max(L.T - t - k, 0), L.T - t
-        else:
-            L.t_lo, L.t_hi = t, min(t + k, L.T)
+        _set_chunk(L, backward, t, k)
         t += k
         _run_chunk(L, backward, n)
         _chunks_run += 1
@@ -418,12 +423,9 @@ cdef void _run_loops(Loop* fwd, Loop* rev, bint backward, int parts) noexcept no
     k = _chunk_steps(fwd)
     t = 0
     while t < fwd.T:
-        if backward:
-            fwd.t_lo, fwd.t_hi = max(fwd.T - t - k, 0), fwd.T - t
-        else:
-            fwd.t_lo, fwd.t_hi = t, min(t + k, fwd.T)
+        _set_chunk(fwd, backward, t, k)
+        _set_chunk(rev, backward, t, k)
         t += k
-        rev.t_lo, rev.t_hi = fwd.t_lo, fwd.t_hi
         S.next = 0
         crnn_pool_run(_loops_task, &S, 2, 1)
         _chunks_run += 1
