@@ -27,7 +27,7 @@ SIZES = {
     "deepbench": (32, 50, 1760, 1760, 1760),
 }
 # crnn_base: another build of crnn (e.g. the previous main) for A/B runs, imported
-# from the folder in CRNN_BASE (Elman only: the API it had).
+# from the folder in CRNN_BASE (a base without LSTM/GRU: run it with --cell rnn).
 LIBRARIES = ("crnn", "crnn_base", "numpy", "torch")
 CELLS = {"rnn": 1, "lstm": 4, "gru": 3}      # gates per cell
 MAX_NORM = 5.0
@@ -126,7 +126,7 @@ def available(name):
 
 def supports(lib, net):
     """Whether library ``lib`` has a runner for ``net``."""
-    return net.plain or lib in ("crnn", "torch")
+    return net.plain or lib in ("crnn", "crnn_base", "torch")
 
 
 class CrnnRunner:
