@@ -90,6 +90,26 @@ def test_only_final_state_gradients_and_token_inputs(cell):
     assert any(np.any(g != 0) for g in grads.values())
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_input_grad_false_skips_dx_and_changes_nothing_else(cell):
+    stack = crnn.layers.Stack(cell, D, H, num_layers=2, bidirectional=True, dtype="float64",
+                              seed=3)
+    x = rng_for("input-grad", cell).standard_normal((T, B, D))
+    runs = []
+    for input_grad in (True, False):
+        out, _, tape = stack.forward(x, lengths=np.array([6, 2, 4]))
+        runs.append(stack.backward(tape, np.cos(out), input_grad=input_grad))
+    (g1, dx1, dh1), (g2, dx2, dh2) = runs
+    assert dx1.shape == x.shape and dx2 is None
+    for k in g1:
+        assert np.array_equal(g1[k], g2[k]), k
+    for a, b in zip(dh1 if cell == "lstm" else (dh1,), dh2 if cell == "lstm" else (dh2,)):
+        assert np.array_equal(a, b)
+    _, _, tape = stack.forward(x)
+    with pytest.raises(TypeError, match="input_grad"):
+        stack.backward(tape, input_grad="no")
+
+
 def test_model_stack_shares_the_models_parameters():
     model = crnn.LSTM(D, H, 3, num_layers=2, seed=3)
     stack = model.stack

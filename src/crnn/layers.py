@@ -137,7 +137,7 @@ class Stack:
         tape._tokens, tape._used = w.tokens is not None, False
         return _data.unsort(out, w.order, 1), net._states_out(h, c, w.order), tape
 
-    def backward(self, tape, d_outputs=None, d_h_last=None):
+    def backward(self, tape, d_outputs=None, d_h_last=None, *, input_grad=True):
         """Backpropagation through time from upstream gradients.
 
         Parameters
@@ -148,12 +148,15 @@ class Stack:
             ∂L/∂outputs (values at padding steps are ignored).
         d_h_last : like h_last, optional
             ∂L/∂(final states); for the LSTM a pair (∂L/∂h_n, ∂L/∂c_n), either may be None.
+        input_grad : bool, default True
+            Compute ``dx``; False skips the first layer's product for it (when x
+            needs no gradient) and returns None.
 
         Returns
         -------
         grads : dict of ndarray
             ∂L/∂params, keys and shapes as :attr:`params`.
-        dx : ndarray (T, B, D), or None for token-id inputs
+        dx : ndarray (T, B, D), or None for token-id inputs and ``input_grad=False``
         dh0 : like h0: ∂L/∂(initial states) (LSTM: the pair (dh0, dc0))
         """
         net = self._net
@@ -176,7 +179,9 @@ class Stack:
                                 finite=False, pair=net._has_c)
         dh, dc = _data._rows(dh, tape._order), _data._rows(dc, tape._order)
         dW = np.zeros(net._engine.size, dtype=net.dtype)
-        dX = None if tape._tokens else np.empty((T, B, net.input_size), dtype=net.dtype)
+        input_grad = _checks.boolean(input_grad, "input_grad")
+        dX = None if tape._tokens or not input_grad else \
+            np.empty((T, B, net.input_size), dtype=net.dtype)
         dh0, dc0 = net._new_states(B)
         tape._used = True
         net._engine.stack_backward(tape._work, net._flat, dW, d_out, dh, dc, dX, dh0, dc0)

@@ -48,5 +48,10 @@ class Stack:
         seed: _Seed = None,
     ) -> tuple[_Floats, _State, Tape]: ...
     def backward(
-        self, tape: Tape, d_outputs: npt.ArrayLike | None = None, d_h_last: _StateIn | None = None
+        self,
+        tape: Tape,
+        d_outputs: npt.ArrayLike | None = None,
+        d_h_last: _StateIn | None = None,
+        *,
+        input_grad: bool = True,
     ) -> tuple[dict[str, _Floats], _Floats | None, _State]: ...
