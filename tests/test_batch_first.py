@@ -66,3 +66,32 @@ def test_batch_first_is_saved_and_shown(tmp_path):
     assert crnn.load(tmp_path / "m.npz").batch_first is True
     with pytest.raises(TypeError, match="batch_first"):
         crnn.RNN(2, 3, 2, batch_first="yes")
+
+
+def test_messages_speak_of_the_batch_first_layout():
+    """Shapes in the errors of a batch_first model are the user's (B, T, ...), not the
+    time-major view crnn makes of them."""
+    bf = crnn.LSTM(4, 8, 3, batch_first=True)
+    x = np.zeros((2, 5, 4))         # B = 2, T = 5
+    cases = [
+        (lambda: bf.forward(np.zeros((2, 5, 3))),
+         r"x: expected shape \(B, T, 4\) \(or token ids \(B, T\)\), got \(2, 5, 3\)"),
+        (lambda: bf.forward(np.zeros((2, 5), dtype=float)), r"got \(2, 5\)"),
+        (lambda: bf.forward(np.zeros((2, 0, 4))), r"T >= 1\), got shape \(2, 0, 4\)"),
+        (lambda: bf.loss_and_grad(x, np.zeros((2, 6), dtype=int)),
+         r"target: expected class ids of shape \(2, 5\) \(one per step\) or \(2,\) "
+         r"\(one per sequence\), got \(2, 6\)$"),
+        # x given time-major to a batch_first model: the hint says so
+        (lambda: bf.loss_and_grad(np.zeros((5, 2, 4)), np.zeros(2, dtype=int)),
+         r"x looks time-major \(5 steps of 2 sequences\?\): this model is batch_first"),
+        (lambda: bf.forward(np.zeros((5, 2, 4)), lengths=[5, 5]),
+         r"lengths: expected shape \(5,\).*x looks time-major"),
+        (lambda: crnn.LSTM(4, 8, 3, output="linear", batch_first=True).loss_and_grad(
+            x, np.zeros((2, 6, 3))), r"values of shape \(2, 5, 3\).*got \(2, 6, 3\)$"),
+    ]
+    for call, words in cases:
+        with pytest.raises(ValueError, match=words):
+            call()
+    # and a time-major model given batch-major data is told about batch_first
+    with pytest.raises(ValueError, match="batch_first=True"):
+        crnn.LSTM(4, 8, 3).loss_and_grad(np.zeros((2, 5, 4)), np.zeros(2, dtype=int))

@@ -95,19 +95,23 @@ def _shape_str(shape):
     return str(tuple(int(s) for s in shape))
 
 
-def inputs(x, input_size, dtype, *, finite, widest):
+def inputs(x, input_size, dtype, *, finite, widest, batch_first=False):
     """Check and convert ``x`` (sizes first: nothing is converted for a problem
     too large to run; ``widest`` as for :func:`check_sizes`).
 
     Returns ``(X, tokens)``: X a C-contiguous (T, B, D) array of ``dtype`` and
     tokens None, or X None and tokens a C-contiguous (T, B) intp array.
+    With ``batch_first``, ``x`` is the time-major view of the user's (B, T, ...)
+    array, and messages speak of the user's layout and shapes.
     """
     arr = _as_array(x, "x")
+    steps = "(B, T" if batch_first else "(T, B"
     if arr.dtype.kind in "iu":
         if arr.ndim != 2:
-            raise ValueError(f"x: expected token ids of shape (T, B) or floats of shape "
-                             f"(T, B, {input_size}), got integers of shape {_shape_str(arr.shape)}")
-        _check_nonempty(arr.shape, "x")
+            raise ValueError(f"x: expected token ids of shape {steps}) or floats of shape "
+                             f"{steps}, {input_size}), got integers of shape "
+                             f"{_user_shape(arr.shape, batch_first)}")
+        _check_nonempty(arr.shape, "x", batch_first)
         check_sizes(arr.shape[0], arr.shape[1], input_size, widest)
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= input_size:
@@ -115,14 +119,21 @@ def inputs(x, input_size, dtype, *, finite, widest):
                              f"got values in [{lo}, {hi}]")
         return None, contiguous(arr, np.intp)
     if arr.ndim != 3 or arr.shape[2] != input_size:
-        raise ValueError(f"x: expected shape (T, B, {input_size}) (or token ids (T, B)), "
-                         f"got {_shape_str(arr.shape)}")
-    _check_nonempty(arr.shape, "x")
+        raise ValueError(f"x: expected shape {steps}, {input_size}) (or token ids {steps})), "
+                         f"got {_user_shape(arr.shape, batch_first)}")
+    _check_nonempty(arr.shape, "x", batch_first)
     check_sizes(arr.shape[0], arr.shape[1], input_size, widest)
     arr = _convert(arr, dtype)
     if finite and not _all_finite(arr):
         raise ValueError(f"x: contains NaN or infinity (after conversion to {dtype})")
     return arr, None
+
+
+def _user_shape(shape, batch_first):
+    """A time-major array's shape as the user wrote it (batch_first: axes 0, 1 swapped)."""
+    if batch_first and len(shape) >= 2:
+        shape = (shape[1], shape[0]) + tuple(shape[2:])
+    return _shape_str(shape)
 
 
 def _convert(arr, dtype):
@@ -145,13 +156,13 @@ def contiguous(arr, dtype):
     return np.require(arr, dtype, ("C", "A"))
 
 
-def _check_nonempty(shape, name):
+def _check_nonempty(shape, name, batch_first=False):
     if shape[0] == 0:
         raise ValueError(f"{name}: expected at least one time step (T >= 1), "
-                         f"got shape {_shape_str(shape)}")
+                         f"got shape {_user_shape(shape, batch_first)}")
     if shape[1] == 0:
         raise ValueError(f"{name}: expected at least one sequence (B >= 1), "
-                         f"got shape {_shape_str(shape)}")
+                         f"got shape {_user_shape(shape, batch_first)}")
 
 
 def check_sizes(T, B, D, widest):
@@ -218,16 +229,20 @@ def probability(value, name):
     return value
 
 
-def _layout_hint(shape, T, B):
-    """A hint when ``shape`` (of a target or lengths) fits x read batch-major, i.e. when
-    its leading axis has T entries where B are expected: x was (B, T, ...)."""
-    if len(shape) and T != B and (shape[0] == T or tuple(shape[:2]) == (B, T)):
-        return (f"; x looks batch-major ({T} sequences of {B} steps?): crnn's data is "
-                f"time-major, (T, B, D) or (T, B): pass np.swapaxes(x, 0, 1)")
-    return ""
+def _layout_hint(shape, T, B, batch_first=False):
+    """A hint when ``shape`` (of a target or lengths, time-major) fits x read in the
+    other layout, i.e. when its leading axis has T entries where B are expected."""
+    if not (len(shape) and T != B and (shape[0] == T or tuple(shape[:2]) == (B, T))):
+        return ""
+    if batch_first:
+        return (f"; x looks time-major ({B} steps of {T} sequences?): this model is "
+                f"batch_first, x is (B, T, D) or (B, T): pass np.swapaxes(x, 0, 1)")
+    return (f"; x looks batch-major ({T} sequences of {B} steps?): crnn's data is "
+            f"time-major, (T, B, D) or (T, B): pass np.swapaxes(x, 0, 1) (or make the "
+            f"model with batch_first=True)")
 
 
-def lengths_(lengths, T, B):
+def lengths_(lengths, T, B, batch_first=False):
     """``lengths`` as a (B,) intp array with 1 <= lengths[b] <= T, or None."""
     if lengths is None:
         return None
@@ -236,7 +251,7 @@ def lengths_(lengths, T, B):
         raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},), one length per sequence, "
-                         f"got {_shape_str(arr.shape)}{_layout_hint(arr.shape, T, B)}")
+                         f"got {_shape_str(arr.shape)}{_layout_hint(arr.shape, T, B, batch_first)}")
     lo, hi = arr.min(), arr.max()
     if lo < 1 or hi > T:
         raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), "
@@ -244,14 +259,19 @@ def lengths_(lengths, T, B):
     return contiguous(arr, np.intp)
 
 
-def targets(target, output, T, B, O, dtype):
+def targets(target, output, T, B, O, dtype, batch_first=False):
     """Check and convert ``target`` for the given head.
 
     Returns ``(classes, values, per_step)``: classes an intp array (T, B) or
     (B,) for the softmax head, values a float array (T, B, O) or (B, O) for the
     linear head (the other None), and whether there is a target per step.
+    With ``batch_first``, a per-step target is the time-major view of the user's.
     """
     arr = _as_array(target, "target")
+    per_step_ndim = 2 if output == "softmax" else 3
+    got = _user_shape(arr.shape, batch_first and arr.ndim == per_step_ndim)
+    hint = _layout_hint(arr.shape, T, B, batch_first)
+    steps = f"({B}, {T}" if batch_first else f"({T}, {B}"
     if output == "softmax":
         if arr.dtype.kind not in "iu":
             raise TypeError(f"target: expected integer class ids for the softmax head, "
@@ -261,9 +281,8 @@ def targets(target, output, T, B, O, dtype):
         elif arr.shape == (B,):
             per_step = False
         else:
-            raise ValueError(f"target: expected class ids of shape ({T}, {B}) (one per step) "
-                             f"or ({B},) (one per sequence), got {_shape_str(arr.shape)}"
-                             f"{_layout_hint(arr.shape, T, B)}")
+            raise ValueError(f"target: expected class ids of shape {steps}) (one per step) "
+                             f"or ({B},) (one per sequence), got {got}{hint}")
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= O:
             raise ValueError(f"target: class ids must lie in [0, {O}), "
@@ -274,9 +293,8 @@ def targets(target, output, T, B, O, dtype):
     elif arr.shape == (B, O):
         per_step = False
     else:
-        raise ValueError(f"target: expected values of shape ({T}, {B}, {O}) (one per step) "
-                         f"or ({B}, {O}) (one per sequence), got {_shape_str(arr.shape)}"
-                         f"{_layout_hint(arr.shape, T, B)}")
+        raise ValueError(f"target: expected values of shape {steps}, {O}) (one per step) "
+                         f"or ({B}, {O}) (one per sequence), got {got}{hint}")
     arr = _convert(arr, dtype)
     if not _all_finite(arr):
         raise ValueError(f"target: contains NaN or infinity (after conversion to {dtype})")

@@ -59,20 +59,23 @@ class Window:
     count: int
 
 
-def prepare(model, x, h0, lengths, *, finite, target=None, h0_name="h0"):
-    """Check and convert a call's inputs (and targets) for ``model``."""
+def prepare(model, x, h0, lengths, *, finite, target=None, h0_name="h0", batch_first=None):
+    """Check and convert a call's inputs (and targets) for ``model``; ``x`` and a
+    per-step ``target`` are time-major already (messages speak of the user's layout,
+    ``model.batch_first`` unless ``batch_first`` says otherwise)."""
+    bf = model.batch_first if batch_first is None else batch_first
     d = Data()
     d.X, d.tokens = _checks.inputs(x, model.input_size, model.dtype, finite=finite,
-                                   widest=model._widest)
+                                   widest=model._widest, batch_first=bf)
     arr = d.X if d.X is not None else d.tokens
     d.T, d.B = arr.shape[:2]
     d.h0, d.c0 = _checks.states(h0, h0_name, model._nstates, d.B, model.hidden_size,
                                 model.dtype, finite=finite, pair=model._has_c)
-    d.lengths = _checks.lengths_(lengths, d.T, d.B)
+    d.lengths = _checks.lengths_(lengths, d.T, d.B, bf)
     d.classes = d.values = d.per_step = None
     if target is not None:
         d.classes, d.values, d.per_step = _checks.targets(
-            target, model.output, d.T, d.B, model.output_size, model.dtype)
+            target, model.output, d.T, d.B, model.output_size, model.dtype, bf)
     return d
 
 

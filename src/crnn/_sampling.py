@@ -80,7 +80,8 @@ class Sampling:
             raise ValueError(f"x_t: token ids must lie in [0, {D}), got values in "
                              f"[{x_t.min()}, {x_t.max()}]")
         W = self._sync()
-        data = _data.prepare(self, x_t[None], h, None, finite=False, h0_name="h")
+        data = _data.prepare(self, x_t[None], h, None, finite=False, h0_name="h",
+                             batch_first=False)
         y = np.empty((1, data.B, self.output_size), dtype=self.dtype)
         hn, cn = self._new_states(data.B)
         self._engine.forward(W, data.X, data.tokens, data.B, np.full(1, data.B, np.intp), None,
