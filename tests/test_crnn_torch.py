@@ -205,6 +205,21 @@ def test_dropout_trains_reproducibly_and_is_off_in_eval():
     _compare(a, b, x.requires_grad_())
 
 
+def test_weights_changed_in_any_way_are_seen():
+    """In place, through .data (no version bump), or swapped for new tensors."""
+    a, b = _pair("lstm", 3, 4, seed=13)
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    a(x)
+    for m in (a, b):
+        m.weight_hh_l0.data.mul_(0.5)
+        with torch.no_grad():
+            m.bias_ih_l0.add_(0.25)
+    _compare(a, b, x.requires_grad_())
+    w = torch.nn.Parameter(torch.randn_like(a.weight_ih_l0))
+    a.weight_ih_l0, b.weight_ih_l0 = w, torch.nn.Parameter(w.detach().clone())
+    _compare(a, b, x)
+
+
 def test_bias_gradients_do_not_share_memory():
     a, _ = _pair("lstm", 3, 4, seed=10)
     a(torch.randn(2, 1, 3, dtype=torch.float64))[0].sum().backward()

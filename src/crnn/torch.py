@@ -74,12 +74,12 @@ class _Layers:
             crnn_name = {"weight_ih": "W_x", "weight_hh": "W_h", "bias_hh": "b_h",
                          "bias_ih": "b_x" if kind == "gru" else "b_h"}[kind_of]
             self.names.append((name, crnn_name + c))
-        self.synced = None      # the Function call whose weights the layers hold
+        self.synced = None      # a token for the weights the layers hold
 
-    def sync(self, weights, token):
-        """Copy PyTorch's weights (tensors in the module's order) into the layers."""
-        if self.synced is token:
-            return
+    def sync(self, weights):
+        """Copy PyTorch's weights (tensors in the module's order) into the layers; returns
+        a token for them. Copied every call: a change through ``.data`` leaves no trace
+        (no version bump) to skip the copy by."""
         seen = set()
         for (_, name), w in zip(self.names, weights):
             w = w.detach().numpy()
@@ -88,7 +88,8 @@ class _Layers:
             else:
                 self.params[name][...] = w
                 seen.add(name)
-        self.synced = token
+        self.synced = object()
+        return self.synced
 
 
 class _Call:
@@ -109,8 +110,7 @@ class _Function(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, call, x, h0, c0, *weights):
-        token = object()
-        call.layers.sync(weights, token)
+        token = call.layers.sync(weights)
         out, h_n, tape = _run(call, x, h0, c0)
         ctx.call, ctx.tape, ctx.token = call, tape, token
         ctx.save_for_backward(x, h0, c0, *weights)
@@ -131,8 +131,7 @@ class _Function(torch.autograd.Function):
             # A second backward through the same graph (retain_graph, gradcheck), or the
             # layers now hold another call's weights: recompute this call's tape, with its
             # own weights and dropout seed.
-            ctx.token = object()
-            call.layers.sync(weights, ctx.token)
+            ctx.token = call.layers.sync(weights)
             tape = _run(call, x, h0, c0)[2]
         d_states = (_lean(d_hn, call.n), _lean(d_cn, call.n)) if call.pair else \
             _lean(d_hn, call.n)
