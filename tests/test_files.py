@@ -226,7 +226,8 @@ def test_ctrl_c_at_any_point_of_a_save_leaves_nothing_behind(tmp_path):
     open, and the path holds the old model or the new one, whole."""
     old, path = _model_file(tmp_path)
     new = crnn.LSTM(3, 5, 2, seed=1)
-    code = {_io.save.__code__, _io._write.__code__, _io._fsync_folder.__code__}
+    code = {_io.save.__code__, _io.write_atomic.__code__, _io._write.__code__,
+            _io._fsync_folder.__code__}
     fds = _open_fds()
     k = 0
     while True:

@@ -43,16 +43,22 @@ def save(model, path, **extra):
     for name, offset, shape in model._engine.layout:
         members[name] = W[offset:offset + int(np.prod(shape))].reshape(shape)
     members.update(extra)
-    user_path = os.fspath(path)
+    write_atomic(os.fspath(path), lambda f: np.savez(f, **members))
+
+
+def write_atomic(user_path, write):
+    """Call ``write(f)`` on a new file beside ``user_path``, flush it to disk and rename
+    it over ``user_path`` (see :func:`save`: a link is followed, a file's mode kept,
+    Ctrl-C held back until done)."""
     path = os.path.realpath(user_path)
     folder, name = os.path.split(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"path: the folder {folder!r} of {user_path!r} does not exist")
     with _signals.Guard() as guard, guard.hold():
-        _write(path, folder, name, members, user_path)
+        _write(path, folder, name, write, user_path)
 
 
-def _write(path, folder, name, members, user_path):
+def _write(path, folder, name, write, user_path):
     mode = _mode_of(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
@@ -69,7 +75,7 @@ def _write(path, folder, name, members, user_path):
             os.close(fd)
             raise
         with f:
-            np.savez(f, **members)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if mode is not None:
