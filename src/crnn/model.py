@@ -315,6 +315,47 @@ class _Network(_sampling.Sampling):
         from crnn._torch_weights import to_torch
         return to_torch(self)
 
+    def to_onnx(self, path, *, tokens=False, lengths=False, dtype=None):
+        """Write this model to ``path`` as an ONNX model (needs onnx).
+
+        The graph runs ONNX's own ``RNN``/``LSTM``/``GRU`` operators, one per
+        layer, then the head; it computes what :meth:`forward` does from
+        zero initial states.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file, written atomically (a temporary name, then renamed).
+        tokens : bool, default False
+            The input ``x`` is int64 token ids (T, B) in [0, D) instead of
+            floats (T, B, D); ids outside [-D, D) give a zero input row
+            (they are not checked).
+        lengths : bool, default False
+            Add a second input, ``lengths``: int64 (B,), valid steps of each
+            sequence in [1, T], with :meth:`forward`'s padding semantics.
+            Without it every sequence runs all T steps.
+        dtype : {None, "float32", "float64"}, default None
+            The graph's floats; None means the model's dtype. onnxruntime has
+            no float64 RNN/LSTM/GRU kernels, so a float64 model needs an
+            explicit choice: "float32" (weights rounded, runs in onnxruntime)
+            or "float64" (valid ONNX, for runtimes that implement it);
+            with None it raises ValueError.
+
+        Returns
+        -------
+        onnx.ModelProto
+            The model written, checked by ``onnx.checker.check_model``.
+
+        The graph's inputs: ``x`` (T, B, D) floats or (T, B) int64 —
+        (B, T, D) / (B, T) when ``batch_first`` — with symbolic T and B,
+        and ``lengths`` (B,) when asked for. Its outputs: ``y`` (T, B, O)
+        ((B, T, O) when ``batch_first``), 0 at padding steps; ``h_n`` and
+        for the LSTM ``c_n``, (B, H) when num_layers·dirs = 1 else
+        (num_layers·dirs, B, H), as :meth:`forward` returns them. Opset 17.
+        """
+        from crnn._onnx import export
+        return export(self, path, tokens=tokens, lengths=lengths, dtype=dtype)
+
     def save(self, path):
         """Save the weights and the configuration to an ``.npz`` file at ``path``.
 

@@ -123,6 +123,14 @@ class _Network:
         comm: Any = None,
     ) -> dict[str, list[float]]: ...
     def to_torch(self) -> tuple[Any, Any]: ...
+    def to_onnx(
+        self,
+        path: _Path,
+        *,
+        tokens: bool = False,
+        lengths: bool = False,
+        dtype: Literal["float32", "float64"] | np.dtype[np.floating[Any]] | None = None,
+    ) -> Any: ...
     def save(self, path: _Path) -> None: ...
 
 class RNN(_Network):
