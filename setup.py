@@ -34,7 +34,8 @@ if os.environ.get("CRNN_NO_KERNEL", "") not in ("", "0"):
 headers = ["_fastmath.h", "_cells.h", "_cell_elman.h", "_cell_lstm.h", "_cell_gru.h",
            "_softmax.h", "_recurrent.h", "_pool.h", "_blasthreads.h", "_blas.pxd",
            "_workspace.pxi", "_products.pxi", "_heads.pxi", "_interrupts.pxi", "_loops.pxi",
-           "_stack.pxi", "_api.pxi"]
+           "_stack.pxi", "_api.pxi", "_update.pxi",
+           "_train.pxi"]
 
 extensions = [
     Extension(

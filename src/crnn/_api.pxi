@@ -195,6 +195,52 @@ cdef class Engine:
             self._give_ws(ws)
         return c.loss
 
+    def train(self, W, dW, X, tokens, Py_ssize_t B, bs, rev, h0, c0, masks, int output,
+              bint per_step, classes, values, double scale, Py_ssize_t lo, Py_ssize_t hi,
+              h_last, c_last, int kind, s0, s1, s2, hyper, bint first, double clip_value,
+              double clip_norm):
+        """One whole training step: the loss (scaled), every gradient into dW, then
+        clipping and the optimizer's update of W (kind: UPDATE_*; state buffers s0-s2
+        laid out like W, or None; hyper: its hyperparameters) in the same call, with
+        no Python between them. Returns (loss, norm, updated): nothing is updated when
+        the loss or a gradient is not finite, nor when a signal stopped the call."""
+        cdef Call c
+        cdef Update u
+        cdef Workspace ws
+        cdef int cap, i
+        cdef bint updated = False
+        memset(&c, 0, sizeof(Call))
+        memset(&u, 0, sizeof(Update))
+        c.W, c.dW = _ptr(W, False), _ptr(dW, True)
+        c.X, c.tokens = _ptr(X, False), <Py_ssize_t*>_ptr(tokens, False)
+        c.bs, c.rev = <Py_ssize_t*>_ptr(bs, False), <Py_ssize_t*>_ptr(rev, False)
+        c.h0, c.c0, c.masks = _ptr(h0, False), _ptr(c0, False), _ptr(masks, False)
+        c.output, c.per_step = output, per_step
+        c.classes, c.values = <Py_ssize_t*>_ptr(classes, False), _ptr(values, False)
+        c.scale, c.lo, c.hi = scale, lo, hi
+        c.h_last, c.c_last = _ptr(h_last, True), _ptr(c_last, True)
+        c.backward = True
+        u.kind, u.is_double, u.n = kind, self.net.is_double, self.size
+        u.p, u.g = _ptr(W, True), c.dW
+        u.s0, u.s1, u.s2 = _ptr(s0, True), _ptr(s1, True), _ptr(s2, True)
+        for i in range(len(hyper)):
+            u.h[i] = hyper[i]
+        u.first, u.clip_value, u.clip_norm = first, clip_value, clip_norm
+        ws = self._take_ws()
+        cap = crnn_blas_enter()
+        try:
+            self._prepare(&c, ws, len(bs), B, cap, -1, -1)
+            _start_checks(&c)
+            with nogil:
+                _loss_all(&c)
+                if not c.abort and isfinite(c.loss):
+                    updated = _apply_update(&u)
+            _raise_if_interrupted(&c)
+        finally:
+            crnn_blas_leave()
+            self._give_ws(ws)
+        return c.loss, u.norm, updated
+
     def stack_forward(self, W, X, tokens, Py_ssize_t B, bs, rev, h0, c0, masks, out, h_last,
                       c_last):
         """The layers alone: outputs and final states; returns the tape for stack_backward."""

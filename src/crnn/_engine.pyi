@@ -44,6 +44,12 @@ class Engine:
         c0: Any, masks: Any, output: int, per_step: bool, classes: Any, values: Any,
         scale: float, lo: int, hi: int, h_last: Any, c_last: Any, norms: Any,
     ) -> float: ...
+    def train(
+        self, W: Any, dW: Any, X: Any, tokens: Any, B: int, bs: Any, rev: Any, h0: Any,
+        c0: Any, masks: Any, output: int, per_step: bool, classes: Any, values: Any,
+        scale: float, lo: int, hi: int, h_last: Any, c_last: Any, kind: int, s0: Any,
+        s1: Any, s2: Any, hyper: Any, first: bool, clip_value: float, clip_norm: float,
+    ) -> tuple[float, float, bool]: ...
     def stack_forward(
         self, W: Any, X: Any, tokens: Any, B: int, bs: Any, rev: Any, h0: Any, c0: Any,
         masks: Any, out: Any, h_last: Any, c_last: Any,
