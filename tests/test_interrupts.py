@@ -290,3 +290,30 @@ def test_a_sigterm_held_after_a_ctrl_c_wins():
                 assert guard.pending == signal.SIGTERM
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_ctrl_c_inside_a_long_train_step_changes_nothing(engine):
+    """The update runs in the same compiled call as BPTT: a Ctrl-C during the call stops
+    it before the update, and the optimizer's count is not advanced either."""
+    model = crnn.LSTM(2, 16, 2, seed=0)
+    x = np.zeros((1_000_000, 1, 2), dtype=np.float32)
+    y = np.zeros(1, dtype=np.intp)
+    _engine.set_chunk_flops(2.0 * 16 * 16 * 1000)
+    opt = crnn.Adam(model.params, lr=0.01)
+    model.train_step(x[:100], y, opt, clip_norm=1.0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    state = opt.state_dict()
+    timer = _interrupt_after(0.1)     # the step takes ~1 s
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.train_step(x, y, opt, clip_norm=1.0)
+    finally:
+        timer.cancel()
+    assert opt.step_count == 1
+    for k, v in model.params.items():
+        assert np.array_equal(v, before[k]), k
+    for k, bufs in state["state"].items():
+        for n, b in bufs.items():
+            assert np.array_equal(opt.state[k][n], b), (k, n)
+    model.train_step(x[:100], y, opt)       # and it trains on
+    assert opt.step_count == 2

@@ -255,6 +255,73 @@ class _Network(_sampling.Sampling):
             return loss, grads, h_last, norms
         return loss, grads, h_last
 
+    def train_step(self, x, target, optimizer, *, clip_norm=None, clip_value=None, h0=None,
+                   lengths=None, reduction="mean", seed=None):
+        """One training step in one compiled call: the loss, BPTT, clipping and the
+        optimizer's update of ``params``, with no Python between them.
+
+        The same as ``loss_and_grad``, then ``clip_grad_value(grads, clip_value)``,
+        ``clip_grad_norm(grads, clip_norm)`` and ``optimizer.step(grads)`` (the
+        gradients are not returned), over one flat vector of all the parameters.
+
+        Parameters
+        ----------
+        x, target, h0, lengths, reduction, seed
+            As for :meth:`loss_and_grad`.
+        optimizer : crnn.SGD, Adagrad, RMSprop or Adam
+            Built on this model's ``params`` (``crnn.Adam(model.params)``); its
+            buffers become views into flat vectors (``state_dict`` and ``step``
+            work as before). A subclass, or another :class:`crnn.optim.Optimizer`,
+            takes its update in Python after the compiled loss and gradients.
+        clip_norm : float, optional
+            Scale the gradients by min(1, clip_norm / (‖g‖ + 1e-6)), as
+            :func:`crnn.clip_grad_norm`.
+        clip_value : float, optional
+            Clip every gradient to [−clip_value, clip_value] first, as
+            :func:`crnn.clip_grad_value`.
+
+        Returns
+        -------
+        loss : float
+            The loss before the update.
+
+        Raises FloatingPointError, with ``params`` and the optimizer unchanged,
+        when the loss or a gradient is NaN or infinite; Ctrl-C during the call
+        also leaves them unchanged.
+        """
+        loss, _, updated = self._train_step(x, target, optimizer, clip_norm, clip_value, h0,
+                                            lengths, reduction, seed)
+        if not updated:
+            raise FloatingPointError(f"train_step: non-finite loss or gradient (loss = "
+                                     f"{loss}); params and the optimizer are unchanged")
+        return loss
+
+    def _train_step(self, x, target, optimizer, clip_norm, clip_value, h0, lengths, reduction,
+                    seed):
+        """train_step's work: ``(loss, h_last, updated)``, without raising when the
+        step was refused for a non-finite loss or gradient."""
+        from crnn import _fused
+        reduction = _checks.choice(reduction, "reduction", ("mean", "sum"))
+        clip_norm = _checks.positive_float(clip_norm, "clip_norm", allow_none=True)
+        clip_value = _checks.positive_float(clip_value, "clip_value", allow_none=True)
+        _fused.check_optimizer(self, optimizer)
+        W = self._sync()
+        x, target = self._time_major(x), self._time_major_target(target)
+        data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
+        w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
+        rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
+        masks = self._masks(rng, w) if self._dropping() else None
+        loss, h, c, updated = _fused.step(self, W, w, masks, reduction == "mean", optimizer,
+                                          clip_norm, clip_value, self._step_buffer())
+        return loss, self._states_out(h, c, w.order), updated
+
+    def _step_buffer(self):
+        """The gradient vector of train_step, kept (its gaps between arrays stay 0)."""
+        buf = self.__dict__.get("_dW")
+        if buf is None:
+            buf = self._dW = np.zeros(self._engine.size, dtype=self.dtype)
+        return buf
+
     def _dropping(self):
         return self.dropout > 0 and self.num_layers > 1
 

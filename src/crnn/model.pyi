@@ -100,6 +100,19 @@ class _Network:
         tuple[float, dict[str, _Floats], _State]
         | tuple[float, dict[str, _Floats], _State, npt.NDArray[np.float64]]
     ): ...
+    def train_step(
+        self,
+        x: npt.ArrayLike,
+        target: npt.ArrayLike,
+        optimizer: Optimizer,
+        *,
+        clip_norm: float | None = None,
+        clip_value: float | None = None,
+        h0: _StateIn | None = None,
+        lengths: npt.ArrayLike | None = None,
+        reduction: Literal["mean", "sum"] = "mean",
+        seed: _Seed = None,
+    ) -> float: ...
     def fit(
         self,
         x: npt.ArrayLike,

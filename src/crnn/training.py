@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from crnn import _checks, _data, _distributed, _progress, _signals
+from crnn import _checks, _data, _distributed, _fused, _progress, _signals
 from crnn import callbacks as _callbacks
 from crnn import optim as _optim
 from crnn.clip import clip_grad_norm, clip_grad_value
@@ -251,6 +251,18 @@ class _Loop:
             w, states = item
             n = w.count
             masks = model._masks(self.rng, w) if model._dropping() else None
+            if ranks is None and n:
+                # The loss, the gradients, clipping and the update in one compiled call.
+                loss, h, c, updated = _fused.step(model, model._sync(), w, masks, True,
+                                                  self.optimizer, self.clip_norm,
+                                                  self.clip_value, self.dW, self.guard)
+                if not updated:
+                    raise _nonfinite(loss, epoch)
+                states[0] = _data.unsort(h, w.order, 1)
+                states[1] = None if c is None else _data.unsort(c, w.order, 1)
+                if self.first_loss is None:
+                    self.first_loss = loss
+                return loss, n
             # Distributed, the sums: the mean is taken over every rank's items.
             loss, _, h, c = model._run(model._sync(), w, masks, ranks is None, grads=n > 0,
                                        dW=self.dW)
@@ -284,9 +296,7 @@ def _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch, collective=
     """Clip and apply one step's gradients, refusing non-finite ones (``collective``: the
     gradients are the ranks' sum, so every rank refuses them alike)."""
     if not np.isfinite(loss) or not _checks._all_finite(dW):
-        exc = FloatingPointError(
-            f"fit: non-finite loss or gradient in epoch {epoch + 1} (loss = {loss}); "
-            f"parameters restored. Lower lr, or set clip_norm.")
+        exc = _nonfinite(loss, epoch)
         raise _distributed._collective(exc) if collective else exc
     grads = model._unflatten(dW)
     if clip_value is not None:
@@ -294,6 +304,11 @@ def _apply(model, dW, loss, optimizer, clip_norm, clip_value, epoch, collective=
     if clip_norm is not None:
         clip_grad_norm(grads, clip_norm)
     optimizer.step(grads)
+
+
+def _nonfinite(loss, epoch):
+    return FloatingPointError(f"fit: non-finite loss or gradient in epoch {epoch + 1} (loss = "
+                              f"{loss}); parameters restored. Lower lr, or set clip_norm.")
 
 
 def _verbosity(verbose):
