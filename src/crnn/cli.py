@@ -23,24 +23,27 @@ so ``crnn.load`` reads it like any other model.
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
-from crnn import _corpus, _io, _signals
+from crnn import _corpus, _signals
+from crnn._cli_files import Error as _Error
+from crnn._cli_files import Streams as _Streams
+from crnn._cli_files import check_output_path as _check_output_path
+from crnn._cli_files import load_checkpoint as _load_checkpoint
+from crnn._cli_files import read_text as _read_text
+from crnn._cli_files import save_checkpoint as _save_checkpoint
 from crnn._version import __version__
 from crnn.clip import clip_grad_norm
-from crnn.model import GRU, LSTM, RNN
+from crnn.model import RNN
 from crnn.optim import Adam
 
 __all__ = ["main"]
@@ -48,10 +51,6 @@ __all__ = ["main"]
 _TRAIN_SAMPLE_LENGTH = 200      # characters of each sample printed while training
 _TRAIN_SAMPLE_TEMPERATURE = 0.8  # a little below 1: early models read better when cautious
 _BENCH_SCRIPT = Path("benchmarks", "bench_train.py")
-
-
-class _Error(Exception):
-    """A failure the user can fix: reported as one line, without a traceback."""
 
 
 class _Terminated(KeyboardInterrupt):
@@ -184,151 +183,6 @@ def _build_parser():
 
 # -- train ------------------------------------------------------------------------------
 
-def _read_text(path):
-    """The training text and a description of where it came from."""
-    if path is None:
-        try:
-            return _corpus.default_text(), f"{_corpus.DEFAULT_NAME} (CPython's documentation)"
-        except ImportError:
-            raise _Error(f"this Python has no {_corpus.DEFAULT_NAME} for the default corpus; "
-                         f"pass a TEXT_FILE") from None
-    try:
-        # utf-8-sig: a byte-order mark (some editors write one) is not a character
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError as exc:
-        raise _Error(f"TEXT_FILE: {path!r} is not UTF-8 text (byte "
-                     f"{exc.object[exc.start]:#04x} at offset {exc.start})") from None
-    except OSError as exc:
-        raise _Error(f"TEXT_FILE: cannot read {path!r}: {exc.strerror or exc}") from None
-    return text, repr(path)
-
-
-class _Streams:
-    """The text as ``batch`` parallel streams, read in consecutive windows of ``seq_len``.
-
-    Stream b is the b-th of ``batch`` equal, contiguous parts of the text.
-    Window k holds characters [k·T, (k+1)·T) of every stream as inputs and
-    the characters one further on as targets, so the hidden state at the end
-    of window k is the right initial state for window k + 1 (stateful
-    truncated BPTT). After the last whole window the streams start over.
-
-    Parameters
-    ----------
-    ids : ndarray of shape (N,), dtype intp
-        The encoded text.
-    batch, seq_len : int
-        B and T.
-    """
-
-    def __init__(self, ids, batch, seq_len):
-        length = (len(ids) - 1) // batch        # inputs per stream
-        if length < seq_len:
-            raise _Error(f"the text has {len(ids)} characters; --batch {batch} streams of "
-                         f"--seq-len {seq_len} need at least {batch * seq_len + 1}: use a "
-                         f"longer text or smaller --batch/--seq-len")
-        # Time-major (length + 1, B), so every window is a C-contiguous slice
-        # the kernels take as it is.
-        starts = np.arange(batch) * length
-        self._data = ids[np.arange(length + 1)[:, None] + starts[None, :]]
-        self._seq_len = seq_len
-        self.windows = length // seq_len
-        self._next = 0
-        self.columns = slice(None)      # --distributed: this rank's streams
-
-    def next(self):
-        """The next window: ``(x, target, restart)``.
-
-        ``x`` and ``target`` are token ids of shape (T, B); ``restart`` is
-        True when the streams start over and the carried state is stale.
-        """
-        k = self._next
-        self._next = (k + 1) % self.windows
-        lo, hi = k * self._seq_len, (k + 1) * self._seq_len
-        return self._data[lo:hi], self._data[lo + 1:hi + 1], k == 0
-
-
-def _check_output_path(path, text_path):
-    """Fail before training, not after it, when the model cannot be saved at ``path``,
-    or saving it would destroy something: the training text, or any file that is
-    not a crnn model."""
-    if os.path.isdir(path):
-        raise _Error(f"--out: {path!r} is a directory; give a file name such as model.npz")
-    if os.path.exists(path):
-        if not os.path.isfile(path):
-            raise _Error(f"--out: {path!r} exists and is not a regular file")
-        if text_path is not None and os.path.exists(text_path) and \
-                os.path.samefile(path, text_path):
-            raise _Error(f"--out: {path!r} is the training text; give the model another "
-                         f"name, such as model.npz")
-        if not _io.is_model_file(path):
-            raise _Error(f"--out: {path!r} exists and is not a crnn model; crnn will not "
-                         f"write over it (remove it, or give another name)")
-    folder = os.path.dirname(os.path.realpath(path))
-    if not os.path.isdir(folder):
-        raise _Error(f"--out: the folder {folder!r} does not exist")
-    # Permission bits say little (root, read-only mounts, /proc, /sys): try it.
-    probe = os.path.join(folder, f".crnn-write-test.{os.getpid()}.{uuid.uuid4().hex}")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(probe)
-    except OSError as exc:
-        raise _Error(f"--out: cannot write in the folder {folder!r}: "
-                     f"{exc.strerror or exc}") from None
-
-
-def _save_checkpoint(model, vocab, path):
-    """Save ``model`` with its vocabulary (as JSON), atomically, as RNN.save does.
-
-    When ``path`` cannot be written (a full disk, a folder gone), the model is
-    saved in the temporary folder instead and _Error says where.
-    """
-    extra = {"vocab": np.array(json.dumps(vocab))}
-    try:
-        model._save(path, **extra)
-        return
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-    try:
-        # A fresh folder of its own: a predictable name in a shared /tmp could be a
-        # link planted by someone else, and save follows links.
-        fallback = os.path.join(tempfile.mkdtemp(prefix="crnn-"),
-                                os.path.basename(path) or "model.npz")
-        model._save(fallback, **extra)
-    except OSError as exc:
-        raise _Error(f"cannot save the model to {path!r} ({reason}), nor in the temporary "
-                     f"folder ({exc.strerror or exc}): it is lost") from None
-    raise _Error(f"cannot save the model to {path!r} ({reason}); saved it to {fallback!r} "
-                 f"instead")
-
-
-def _load_checkpoint(path):
-    """The model and vocabulary saved by :func:`_save_checkpoint` at ``path``."""
-    try:
-        model, extras = _io.load(path, {"RNN": RNN, "LSTM": LSTM, "GRU": GRU},
-                                 extras=("vocab",))
-    except OSError as exc:
-        raise _Error(f"MODEL: cannot read {path!r}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise _Error(f"MODEL: {str(exc).removeprefix('path: ')}") from None
-    if "vocab" not in extras:
-        raise _Error(f"MODEL: {path!r} has no vocabulary: it is a crnn model but was not "
-                     f"saved by 'crnn train'")
-    try:
-        vocab = json.loads(extras["vocab"])
-        if isinstance(vocab, str):
-            vocab.encode("utf-8")       # a lone surrogate cannot be printed
-    except (ValueError, RecursionError, UnicodeError):
-        vocab = None
-    # Distinct characters in code-point order, as _corpus.encode expects.
-    if not (isinstance(vocab, str) and list(vocab) == sorted(set(vocab))
-            and len(vocab) == model.input_size == model.output_size
-            and model.output == "softmax" and not model.bidirectional):
-        raise _Error(f"MODEL: {path!r} is not a character-level model saved by "
-                     f"'crnn train' (its vocabulary does not match its sizes)")
-    return model, vocab
-
-
 def _encode_prime(prime, vocab):
     """Token ids of ``prime`` (None when empty), or _Error naming the unknown characters."""
     if not prime:
@@ -456,9 +310,12 @@ def _check_step(loss, grads, args, step):
     if not _clip_if_finite(loss, grads, args.clip):
         # Stop before the optimizer spreads NaN into the weights.
         # (distributed: the same on every rank, which all stop alike)
-        raise _collective(_Error(f"the loss or gradients became non-finite at step "
-                                 f"{step}; try a lower --lr. The last checkpoint in "
-                                 f"{args.out!r} is kept."))
+        raise _collective(_nonfinite(args, step))
+
+
+def _nonfinite(args, step):
+    return _Error(f"the loss or gradients became non-finite at step {step}; try a lower "
+                  f"--lr. The last checkpoint in {args.out!r} is kept.")
 
 
 def _collective(exc):
@@ -485,11 +342,12 @@ def _train_loop(args, model, optimizer, streams, vocab, guard, ranks, say):
                 x, target, restart = streams.next()
                 h0 = None if restart else h
                 if ranks is None:
-                    loss, grads, h_next = model.loss_and_grad(x, target, h0=h0)
-                    _check_step(loss, grads, args, step)
-                    with guard.hold():      # the saved model is never half an update
-                        optimizer.step(grads)
-                        h = h_next
+                    # One compiled call, the update included: never half an update.
+                    loss, h_next, updated = model._train_step(
+                        x, target, optimizer, args.clip, None, h0, None, "mean", None)
+                    if not updated:
+                        raise _nonfinite(args, step)
+                    h = h_next
                 else:
                     loss, grads, h, stop = ranks.loss_and_grad(
                         model, x[:, streams.columns], target[:, streams.columns], h0,
