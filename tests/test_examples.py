@@ -85,3 +85,12 @@ def test_long_range(tmp_path):
     assert set(curves) == {"Elman RNN", "LSTM", "GRU"}
     assert all(len(c) == 2 and all(math.isfinite(v) for v in c) for c in curves.values())
     assert plot.stat().st_size > 0
+
+
+def test_sklearn_pipeline(capsys):
+    pytest.importorskip("sklearn")
+    best, accuracy = _load("sklearn_pipeline").main(n=200, T=20, epochs=10, hidden_sizes=(4, 8),
+                                                    lrs=(0.03,), cv=2)
+    assert set(best) == {"hidden_size", "lr"} and best["hidden_size"] in (4, 8)
+    assert 0.5 < accuracy <= 1.0       # chance is 1/3; about 0.75 at these sizes
+    assert "best parameters" in capsys.readouterr().out
