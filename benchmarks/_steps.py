@@ -130,7 +130,9 @@ def supports(lib, net):
 
 
 class CrnnRunner:
-    """crnn: ``loss_and_grad(reduction="sum")`` + ``crnn.clip_grad_norm`` + ``crnn.SGD``."""
+    """crnn: ``train_step(..., clip_norm=5, reduction="sum")`` with ``crnn.SGD`` — one
+    compiled call; a crnn without it (an older base) takes ``loss_and_grad`` +
+    ``crnn.clip_grad_norm`` + ``SGD.step``, the same step in three calls."""
 
     def __init__(self, params, x, target, lr=LR, net=None, module="crnn"):
         crnn = available(module)
@@ -150,6 +152,9 @@ class CrnnRunner:
 
     def train_step(self):
         """One training step; returns the loss."""
+        if hasattr(self.model, "train_step"):
+            return self.model.train_step(self.x, self.target, self.optimizer,
+                                         clip_norm=MAX_NORM, reduction="sum")
         loss, grads, _ = self.model.loss_and_grad(self.x, self.target, reduction="sum")
         self._crnn.clip_grad_norm(grads, MAX_NORM)
         self.optimizer.step(grads)
