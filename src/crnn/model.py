@@ -241,12 +241,7 @@ class _Network(_sampling.Sampling):
         values in ``x``, ``h0`` or ``target`` raise ValueError.
         """
         reduction = _checks.choice(reduction, "reduction", ("mean", "sum"))
-        W = self._sync()
-        x, target = self._time_major(x), self._time_major_target(target)
-        data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
-        w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
-        rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
-        masks = self._masks(rng, w) if self._dropping() else None
+        W, w, masks = self._scored_call(x, target, h0, lengths, seed)
         norms = np.empty(w.T) if return_hidden_grads else None
         loss, dW, h, c = self._run(W, w, masks, reduction == "mean", norms=norms)
         grads = self._unflatten(dW)
@@ -305,12 +300,7 @@ class _Network(_sampling.Sampling):
         clip_norm = _checks.positive_float(clip_norm, "clip_norm", allow_none=True)
         clip_value = _checks.positive_float(clip_value, "clip_value", allow_none=True)
         _fused.check_optimizer(self, optimizer)
-        W = self._sync()
-        x, target = self._time_major(x), self._time_major_target(target)
-        data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
-        w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
-        rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
-        masks = self._masks(rng, w) if self._dropping() else None
+        W, w, masks = self._scored_call(x, target, h0, lengths, seed)
         loss, h, c, updated = _fused.step(self, W, w, masks, reduction == "mean", optimizer,
                                           clip_norm, clip_value, self._step_buffer())
         return loss, self._states_out(h, c, w.order), updated
@@ -321,6 +311,16 @@ class _Network(_sampling.Sampling):
         if buf is None:
             buf = self._dW = np.zeros(self._engine.size, dtype=self.dtype)
         return buf
+
+    def _scored_call(self, x, target, h0, lengths, seed):
+        """``(W, window, dropout masks)`` of a call with targets: the checked,
+        converted data of loss_and_grad and train_step."""
+        W = self._sync()
+        x, target = self._time_major(x), self._time_major_target(target)
+        data = _data.prepare(self, x, h0, lengths, finite=True, target=target)
+        w = _data.window(self, data, None, 0, data.T, data.h0, data.c0)
+        rng = None if seed is None and not self._dropping() else _checks.rng(seed, "seed")
+        return W, w, self._masks(rng, w) if self._dropping() else None
 
     def _dropping(self):
         return self.dropout > 0 and self.num_layers > 1

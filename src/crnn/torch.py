@@ -185,11 +185,15 @@ class _Module(torch.nn.RNNBase):
 
     _crnn_cell = ""
 
-    def _crnn_init(self):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)       # PyTorch's module: its arguments, its checks
         if getattr(self, "proj_size", 0):
             raise ValueError(f"proj_size: crnn's LSTM has no projection, got "
                              f"proj_size={self.proj_size}")
         self._crnn_layers = {}
+
+    def forward(self, input, hx=None):
+        return self._crnn_forward(input, hx)
 
     def __getstate__(self):
         # The compiled layers are a cache, rebuilt on first use: never pickled or copied.
@@ -310,13 +314,6 @@ class RNN(_Module, torch.nn.RNN):
 
     _crnn_cell = "rnn"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._crnn_init()
-
-    def forward(self, input, hx=None):
-        return self._crnn_forward(input, hx)
-
 
 class LSTM(_Module, torch.nn.LSTM):
     """``torch.nn.LSTM``, computed by crnn (no ``proj_size``).
@@ -327,23 +324,9 @@ class LSTM(_Module, torch.nn.LSTM):
 
     _crnn_cell = "lstm"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._crnn_init()
-
-    def forward(self, input, hx=None):
-        return self._crnn_forward(input, hx)
-
 
 class GRU(_Module, torch.nn.GRU):
     """``torch.nn.GRU``, computed by crnn. Shapes as ``torch.nn.GRU``'s; returns
     ``(output, h_n)``."""
 
     _crnn_cell = "gru"
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._crnn_init()
-
-    def forward(self, input, hx=None):
-        return self._crnn_forward(input, hx)
