@@ -10,6 +10,8 @@ import operator
 
 import numpy as np
 
+from crnn import _ops
+
 _FLOAT_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 # BLAS takes 32-bit sizes: keep every matrix dimension the kernels pass below it.
@@ -91,6 +93,13 @@ def _all_finite(arr):
     return bool(np.isfinite(np.add.reduce(arr, axis=None))) or bool(np.isfinite(arr).all())
 
 
+def _bounds(arr):
+    """(min, max) of a non-empty integer array."""
+    if arr.dtype == np.intp and arr.flags.c_contiguous:
+        return _ops.int_bounds(arr.reshape(-1))
+    return arr.min(), arr.max()
+
+
 def _shape_str(shape):
     return str(tuple(int(s) for s in shape))
 
@@ -113,7 +122,7 @@ def inputs(x, input_size, dtype, *, finite, widest, batch_first=False):
                              f"{_user_shape(arr.shape, batch_first)}")
         _check_nonempty(arr.shape, "x", batch_first)
         check_sizes(arr.shape[0], arr.shape[1], input_size, widest)
-        lo, hi = arr.min(), arr.max()
+        lo, hi = _bounds(arr)
         if lo < 0 or hi >= input_size:
             raise ValueError(f"x: token ids must lie in [0, {input_size}), "
                              f"got values in [{lo}, {hi}]")
@@ -252,7 +261,7 @@ def lengths_(lengths, T, B, batch_first=False):
     if arr.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},), one length per sequence, "
                          f"got {_shape_str(arr.shape)}{_layout_hint(arr.shape, T, B, batch_first)}")
-    lo, hi = arr.min(), arr.max()
+    lo, hi = _bounds(arr)
     if lo < 1 or hi > T:
         raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), "
                          f"got values in [{lo}, {hi}]")
@@ -283,7 +292,7 @@ def targets(target, output, T, B, O, dtype, batch_first=False):
         else:
             raise ValueError(f"target: expected class ids of shape {steps}) (one per step) "
                              f"or ({B},) (one per sequence), got {got}{hint}")
-        lo, hi = arr.min(), arr.max()
+        lo, hi = _bounds(arr)
         if lo < 0 or hi >= O:
             raise ValueError(f"target: class ids must lie in [0, {O}), "
                              f"got values in [{lo}, {hi}]")

@@ -27,6 +27,19 @@ def nrm2(const floating[::1] x):
     return out
 
 
+def int_bounds(const Py_ssize_t[::1] a):
+    """(min, max) of a non-empty intp vector in one pass (numpy's two reductions cost
+    microseconds each on the few ids of a small call)."""
+    cdef Py_ssize_t i, lo = a[0], hi = a[0]
+    with nogil:
+        for i in range(1, a.shape[0]):
+            if a[i] < lo:
+                lo = a[i]
+            elif a[i] > hi:
+                hi = a[i]
+    return lo, hi
+
+
 # One pass per parameter array for every optimizer (the rules: _update.pxi).
 # The 1-element buffers stand for those an optimizer's options leave unused.
 
