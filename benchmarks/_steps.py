@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+import _jax_rnn
 import _numpy_rnn
 
 # (B, T, D, H, O), from the performance issue.
@@ -28,7 +29,7 @@ SIZES = {
 }
 # crnn_base: another build of crnn (e.g. the previous main) for A/B runs, imported
 # from the folder in CRNN_BASE (a base without LSTM/GRU: run it with --cell rnn).
-LIBRARIES = ("crnn", "crnn_base", "numpy", "torch")
+LIBRARIES = ("crnn", "crnn_base", "numpy", "torch", "jax")
 CELLS = {"rnn": 1, "lstm": 4, "gru": 3}      # gates per cell
 MAX_NORM = 5.0
 LR = 1e-3
@@ -126,7 +127,7 @@ def available(name):
 
 def supports(lib, net):
     """Whether library ``lib`` has a runner for ``net``."""
-    return net.plain or lib in ("crnn", "crnn_base", "torch")
+    return net.plain or lib in ("crnn", "crnn_base", "torch", "jax")
 
 
 class CrnnRunner:
@@ -299,7 +300,7 @@ class TorchRunner:
 
 
 RUNNERS = {"crnn": CrnnRunner, "crnn_base": CrnnBaseRunner, "numpy": NumpyRunner,
-           "torch": TorchRunner}
+           "torch": TorchRunner, "jax": _jax_rnn.JaxRunner}  # JAX: one jax.jit step
 
 
 def _rel_err(a, b):

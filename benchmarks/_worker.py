@@ -17,7 +17,7 @@ one JSON object per line each way. Commands and their replies:
 - ``{"cmd": "sample", "steps": N}`` → ``{"time": s}``: N back-to-back steps
   (garbage collector off); the mean time per step.
 - ``{"cmd": "quiesce"}`` → ``{"waited": s}``: see ``quiesce``.
-- ``{"cmd": "gemm", "via": "scipy"|"numpy"|"torch", "n": N}`` → ``{"time": s}``:
+- ``{"cmd": "gemm", "via": "scipy"|"numpy"|"torch"|"jax", "n": N}`` → ``{"time": s}``:
   one N×N·N×N product through that library's BLAS.
 - ``{"cmd": "quit"}``.
 
@@ -36,6 +36,7 @@ import traceback
 
 import numpy as np
 
+import _jax_rnn
 import _steps
 
 QUIESCE_LIMIT = 2.0  # seconds: give up waiting for idle threads after this
@@ -47,6 +48,8 @@ def set_threads(threads, libraries):
     threadpoolctl only sees libraries already loaded, hence the imports first.
     ``None`` leaves every default. Returns a list of warnings.
     """
+    if "jax" in libraries:
+        _jax_rnn.limit_threads(threads)  # before jax is imported (XLA_FLAGS, CPU affinity)
     importlib.import_module("scipy.linalg.blas")  # loads scipy's BLAS, the one crnn calls
     modules = {lib: _steps.available(lib) for lib in libraries}
     if threads is None:
@@ -112,6 +115,8 @@ class _Gemm:
             a, b = np.asfortranarray(a), np.asfortranarray(b)
             c = np.zeros((n, n), dtype=self.dtype, order="F")
             return lambda: gemm(1.0, a, b, beta=0.0, c=c, overwrite_c=True)
+        if via == "jax":
+            return _jax_rnn.gemm(a, b)
         if via == "numpy":
             c = np.empty((n, n), dtype=self.dtype)
             return lambda: np.matmul(a, b, out=c)

@@ -1,5 +1,5 @@
-"""Time one training step of a recurrent network in crnn, a strong plain-numpy step and
-PyTorch CPU.
+"""Time one training step of a recurrent network in crnn, a strong plain-numpy step,
+PyTorch CPU and JAX (the whole step in one jax.jit function, see _jax_rnn.py).
 
 One training step = forward, softmax cross-entropy summed over all T·B steps,
 BPTT, clip_grad_norm(5.0), SGD; ``--forward`` times inference instead. The
@@ -74,14 +74,14 @@ QUICK = {"sizes": ["char", "small"], "repeat": 5, "warmup": 1, "sample_time": 0.
          "gemm_n": 1024, "max_wait": 0}
 ENV_PREFIXES = ("OPENBLAS_", "OMP_", "MKL_", "GOMP_", "KMP_", "MALLOC_")
 GEMM_VIA = {"crnn": "scipy", "crnn_base": "scipy", "numpy": "numpy",
-            "torch": "torch"}  # each library's BLAS
+            "torch": "torch", "jax": "jax"}  # each library's BLAS (jax: XLA's matmul)
 
 
 def parse_args(argv=None):
     """The command line."""
     parser = argparse.ArgumentParser(
         description="Time one recurrent network's training step (or forward pass) in crnn, "
-                    "plain numpy and PyTorch CPU.")
+                    "plain numpy, PyTorch CPU and JAX.")
     parser.add_argument("--cell", choices=tuple(_steps.CELLS), default="rnn",
                         help="the recurrent cell (default rnn: the Elman RNN)")
     parser.add_argument("--layers", type=int, default=1, metavar="N",
@@ -97,16 +97,17 @@ def parse_args(argv=None):
                              f"{' '.join(QUICK['sizes'])})")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="threads for every library (threadpoolctl, torch.set_num_threads and "
-                             "crnn.set_num_threads); default: leave the libraries' defaults")
+                        help="threads for every library (threadpoolctl, torch.set_num_threads, "
+                             "crnn.set_num_threads; jax: XLA_FLAGS and its worker's CPU "
+                             "affinity); default: leave the libraries' defaults")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="timed samples per library and size (default: per size, "
                              + ", ".join(f"{k} {v}" for k, v in DEFAULT_REPEAT.items()) + ")")
-    parser.add_argument("--baselines", default="crnn,crnn_base,numpy,torch",
+    parser.add_argument("--baselines", default="crnn,crnn_base,numpy,torch,jax",
                         help="comma-separated libraries to time, from "
                              f"{','.join(_steps.LIBRARIES)} (default: all; crnn_base only "
-                             "with --base, numpy only for the one-layer RNN, torch only "
-                             "when it is installed)")
+                             "with --base, numpy only for the one-layer RNN, torch and jax "
+                             "only when installed)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (char and small, few samples, 1024² peak GEMM) to "
                              "prove the suite works")
@@ -184,7 +185,7 @@ def machine_info(libraries):
             "python": platform.python_version(),
             "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
             "versions": {"numpy": np.__version__, "scipy": scipy.__version__}}
-    for lib in ("crnn", "torch"):
+    for lib in ("crnn", "torch", "jax"):
         if lib in libraries:
             mod = _steps.available(lib)
             info["versions"][lib] = getattr(mod, "__version__", "?")
@@ -552,8 +553,8 @@ def main(argv=None):
         mod = _steps.available(lib)
         if not isinstance(mod, str):
             libraries.append(lib)
-        elif lib == "torch":
-            print(f"note: torch is not importable ({mod}); skipping it")
+        elif lib in ("torch", "jax"):
+            print(f"note: {lib} is not importable ({mod}); skipping it")
         else:
             print(f"error: {lib} is not importable: {mod}", file=sys.stderr)
             return 2
@@ -595,7 +596,8 @@ def main(argv=None):
               f"the BLAS crnn calls; {n}², median of {GEMM_REPEAT}): {peak:.1f} GFLOP/s — "
               f"the reference for '% peak'; other processes' load: "
               f"{load_note(info['other_load_gemm'])}")
-        others = [f"{'np.matmul' if via == 'numpy' else 'torch.mm'} {rate:.1f} GFLOP/s"
+        label = {"numpy": "np.matmul", "torch": "torch.mm", "jax": "jnp.matmul"}
+        others = [f"{label[via]} {rate:.1f} GFLOP/s"
                   for via, rate in info["gemm_rates"].items() if via != "scipy"]
         if others:
             print("  same product through the other libraries' BLAS:", ", ".join(others))
