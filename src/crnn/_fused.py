@@ -78,13 +78,11 @@ def check_optimizer(model, opt):
 
 
 def _flat_state(model, opt):
+    # Every call: the engine would run an update whose buffer is missing (e.g. momentum
+    # set after construction) on a NULL pointer.
+    opt._check_buffers()
     flat = getattr(opt, "_crnn_flat", None)
     if flat is None or flat[0] is not model or not flat[1].current(opt):
-        needed = tuple(opt._buffer_names(opt._hyperparameters()))
-        if needed != tuple(opt._buffers):
-            raise ValueError(f"optimizer: its hyperparameters now need the buffers "
-                             f"{list(needed)}, not the {list(opt._buffers)} it was made "
-                             f"with; build a new {type(opt).__name__}")
         flat = opt._crnn_flat = (model, _FlatState(model, opt))
     return flat[1]
 

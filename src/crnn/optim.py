@@ -92,6 +92,7 @@ class Optimizer(abc.ABC):
     def step(self, grads):
         """Apply one update, in place, from ``grads`` (same keys or order as ``params``)."""
         pairs = self._pairs(grads)
+        self._check_buffers()
         self.step_count += 1
         for key, p, g in pairs:
             state = self.state.get(key)
@@ -177,6 +178,15 @@ class Optimizer(abc.ABC):
     def _buffer_names(self, hyper):
         """The per-parameter buffers that the hyperparameters ``hyper`` call for."""
         return type(self)._buffers
+
+    def _check_buffers(self):
+        """ValueError when a hyperparameter set after construction (e.g. momentum) calls
+        for buffers this optimizer does not have: the update would run without them."""
+        needed = tuple(self._buffer_names(self._hyperparameters()))
+        if needed != tuple(self._buffers):
+            raise ValueError(f"{type(self).__name__}: its hyperparameters now call for the "
+                             f"buffers {list(needed)}, not the {list(self._buffers)} it was "
+                             f"built with; build a new optimizer with them")
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._hyperparameters().items())
