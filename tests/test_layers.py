@@ -156,3 +156,22 @@ def test_constructor_checks():
     s = crnn.layers.Stack("rnn", D, H, nonlinearity="relu", num_layers=2)
     assert s.cell == "rnn" and s.num_layers == 2 and s.hidden_size == H
     assert "Stack('rnn'" in repr(s)
+
+
+def test_a_used_tapes_memory_serves_the_next_forward():
+    """A tape's workspace goes back to the engine after backward (its pages stay mapped),
+    and the next forward's results are exactly those of a fresh one."""
+    stack = crnn.layers.Stack("lstm", D, H, num_layers=2, dtype="float64", seed=4)
+    x = rng_for("reuse").standard_normal((T, B, D))
+    out1, h1, tape1 = stack.forward(x)
+    grads1, dx1, _ = stack.backward(tape1, np.cos(out1))
+    out2, h2, tape2 = stack.forward(x)
+    assert tape2._work is tape1._work
+    pending = stack.forward(x)[2]          # a second live tape gets memory of its own
+    assert pending._work is not tape2._work
+    grads2, dx2, _ = stack.backward(tape2, np.cos(out2))
+    assert np.array_equal(out1, out2) and np.array_equal(dx1, dx2)
+    for k in grads1:
+        assert np.array_equal(grads1[k], grads2[k])
+    with pytest.raises(ValueError, match="already used"):
+        stack.backward(tape1, np.cos(out1))

@@ -58,6 +58,7 @@ cdef class Engine:
     cdef Net net
     cdef LayerDir* lds
     cdef Workspace ws
+    cdef list spare         # tapes' workspaces back from stack_backward, for the next forward
     cdef readonly list layout
     cdef readonly Py_ssize_t size
 
@@ -78,6 +79,7 @@ cdef class Engine:
             raise MemoryError()
         n.ld = self.lds
         self.ws = Workspace()
+        self.spare = []
         self.layout = []
         offset = 0
 
@@ -245,7 +247,9 @@ cdef class Engine:
                       c_last):
         """The layers alone: outputs and final states; returns the tape for stack_backward."""
         cdef Call c
-        cdef Workspace tape = Workspace()
+        # A used tape's memory, when there is one: its pages are mapped already (a fresh
+        # block of tens of MiB costs a page fault per 4 KiB, a third of an LSTM's forward).
+        cdef Workspace tape = self.spare.pop() if self.spare else Workspace()
         cdef int cap
         memset(&c, 0, sizeof(Call))
         c.W, c.X, c.tokens = _ptr(W, False), _ptr(X, False), <Py_ssize_t*>_ptr(tokens, False)
@@ -290,6 +294,11 @@ cdef class Engine:
             _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
+            # Consumed (layers.Tape refuses a second backward): its memory serves the
+            # next forward; two kept at most.
+            tape.keep = None
+            if len(self.spare) < 2:
+                self.spare.append(tape)
 
 
 # -- switches -----------------------------------------------------------------------------
