@@ -311,6 +311,11 @@ def set_num_threads(int n):
     crnn_pool_set_threads(n)
 
 
+def pack_min_rows():
+    """Calls with fewer rows (T·B) than this run their per-step products in BLAS."""
+    return _PACK_MIN_ROWS
+
+
 def max_threads():
     return CRNN_POOL_MAX if CRNN_HAVE_POOL else 1
 
