@@ -9,10 +9,17 @@ start from the same weights (``torch.manual_seed`` before building either),
 and the first losses of the two are printed side by side as a check.
 
 Each library runs in a fresh process of its own, alternating
-(torch, crnn, torch, crnn, ...) over ``--rounds``; a process warms up, then
-times samples of back-to-back steps (each lasting at least ``SAMPLE``
-seconds). Reported: the median over every sample of every round, the
-interquartile range, and torch.nn's median over crnn.torch's.
+(torch, crnn, crnn passive, torch, ...) over ``--rounds``; a process warms
+up, then times samples of back-to-back steps (each lasting at least
+``SAMPLE`` seconds). Reported: the median over every sample of every round,
+the interquartile range, and torch.nn's median over crnn.torch's.
+
+"crnn passive" is crnn.torch with ``OMP_WAIT_POLICY=PASSIVE`` in its
+process, "crnn 1 thread" with ``torch.set_num_threads(1)`` (PyTorch's own
+operations on one thread; crnn's threads unchanged): PyTorch's OpenMP
+threads otherwise spin for milliseconds after each of PyTorch's parallel
+operations (the head, the loss, the optimizer), on the cores crnn's threads
+need next.
 
 Example (setting (b), what users have)::
 
@@ -41,6 +48,8 @@ WARMUP = 0.3        # seconds of warm-up steps (and at least 3)
 def worker(lib, cell, size, samples, optimizer):
     """Time the loop in this process; print one JSON line."""
     import torch
+    if os.environ.get("_TORCH_LOOP_THREADS"):
+        torch.set_num_threads(int(os.environ["_TORCH_LOOP_THREADS"]))
     if lib == "crnn":
         import crnn.torch as nn_rnn
     else:
@@ -81,10 +90,16 @@ def worker(lib, cell, size, samples, optimizer):
                       "threads": torch.get_num_threads()}))
 
 
+LIBS = {"torch": ("torch", {}), "crnn": ("crnn", {}),
+        "crnn passive": ("crnn", {"OMP_WAIT_POLICY": "PASSIVE"}),
+        "crnn 1 thread": ("crnn", {"_TORCH_LOOP_THREADS": "1"})}
+
+
 def run(lib, cell, size, samples, optimizer):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", lib, "--cell", cell,
+    worker_lib, env = LIBS[lib]
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", worker_lib, "--cell", cell,
            "--sizes", size, "--samples", str(samples), "--optimizer", optimizer]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
     if out.returncode:
         sys.exit(f"{lib} {size} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -109,25 +124,28 @@ def main(argv=None):
           f" OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
     print(f"# {args.cell.upper()} training loop, float32, {args.optimizer}, default threads; "
           f"ms per step, median [IQR] over {args.rounds} processes × {args.samples} samples")
-    print(f"{'size (B, T, D, H, O)':<34} {'torch.nn':>18} {'crnn.torch':>18} {'ratio':>7}"
-          f"  first loss (torch / crnn)")
+    print(f"{'size (B, T, D, H, O)':<34} {'torch.nn':>18} {'crnn.torch':>18} "
+          f"{'crnn passive':>20} {'crnn 1 thread':>20} {'ratios to torch.nn':>20}")
     results = {}
     for size in args.sizes:
-        got = {"torch": [], "crnn": []}
+        got = {lib: [] for lib in LIBS}
         first = {}
         for _ in range(args.rounds):
-            for lib in ("torch", "crnn"):
+            for lib in LIBS:
                 r = run(lib, args.cell, size, args.samples, args.optimizer)
                 got[lib] += r["times"]
                 first[lib] = r["first_loss"]
         stats = {lib: np.percentile(np.array(t) * 1e3, [25, 50, 75]) for lib, t in got.items()}
         cols = [f"{s[1]:9.3f} [{s[0]:.3g}-{s[2]:.3g}]" for s in stats.values()]
-        ratio = stats["torch"][1] / stats["crnn"][1]
+        ratios = {lib: stats["torch"][1] / stats[lib][1] for lib in LIBS if lib != "torch"}
         label = f"{size} {_steps.dims(size)}"
-        print(f"{label:<34} {cols[0]:>18} {cols[1]:>18} {ratio:6.2f}×"
-              f"  {first['torch']:.6f} / {first['crnn']:.6f}")
-        results[size] = {"dims": _steps.dims(size), "torch_ms": list(stats["torch"]),
-                         "crnn_ms": list(stats["crnn"]), "ratio": ratio, "first_loss": first}
+        print(f"{label:<34} {cols[0]:>18} {cols[1]:>18} {cols[2]:>20} {cols[3]:>20}  " +
+              " ".join(f"{r:5.2f}×" for r in ratios.values()))
+        if abs(first["torch"] - first["crnn"]) > 1e-4 * abs(first["torch"]):
+            sys.exit(f"{size}: the first losses differ: {first}")
+        results[size] = {"dims": _steps.dims(size),
+                         "ms": {lib: list(st) for lib, st in stats.items()},
+                         "ratios": ratios, "first_loss": first}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"cell": args.cell, "optimizer": args.optimizer, "results": results}, f,
