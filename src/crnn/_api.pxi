@@ -225,6 +225,8 @@ cdef class Engine:
         u.kind, u.is_double, u.n = kind, self.net.is_double, self.size
         u.p, u.g = _ptr(W, True), c.dW
         u.s0, u.s1, u.s2 = _ptr(s0, True), _ptr(s1, True), _ptr(s2, True)
+        if len(hyper) > 8:
+            raise ValueError(f"hyper: at most 8 hyperparameters, got {len(hyper)}")
         for i in range(len(hyper)):
             u.h[i] = hyper[i]
         u.first, u.clip_value, u.clip_norm = first, clip_value, clip_norm
