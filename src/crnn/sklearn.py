@@ -106,6 +106,18 @@ _DATA_DOC = """
 """
 
 
+_INPUT_ATTRS_DOC = """    n_features_in_ : int
+        T for 2-D X, D for 3-D X (see below).
+    feature_names_in_ : ndarray of str
+        The columns' names, when fit was given a DataFrame with string column names.
+
+    Notes
+    -----""" + _DATA_DOC + """
+    Examples
+    --------
+"""
+
+
 class _RNNEstimator(BaseEstimator):
     """What the two estimators share: the parameters, the data, the network."""
 
@@ -320,16 +332,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         Its optimizer; :meth:`partial_fit` continues with its state.
     loss_curve_ : list of float
         The mean training loss of every epoch run, partial_fit's included.
-    n_features_in_ : int
-        T for 2-D X, D for 3-D X (see below).
-    feature_names_in_ : ndarray of str
-        The columns' names, when fit was given a DataFrame with string column names.
-
-    Notes
-    -----""" + _DATA_DOC + """
-    Examples
-    --------
-    >>> import numpy as np
+""" + _INPUT_ATTRS_DOC + """    >>> import numpy as np
     >>> from crnn.sklearn import RNNClassifier
     >>> X = np.random.default_rng(0).standard_normal((200, 10, 1))  # (n_samples, T, D)
     >>> y = (X.sum(axis=(1, 2)) > 0).astype(int)                    # sign of the sum
@@ -449,16 +452,7 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         The mean training loss (of the standardized targets) of every epoch run.
     n_outputs_ : int
         Values per sequence.
-    n_features_in_ : int
-        T for 2-D X, D for 3-D X (see below).
-    feature_names_in_ : ndarray of str
-        The columns' names, when fit was given a DataFrame with string column names.
-
-    Notes
-    -----""" + _DATA_DOC + """
-    Examples
-    --------
-    >>> import numpy as np
+""" + _INPUT_ATTRS_DOC + """    >>> import numpy as np
     >>> from crnn.sklearn import RNNRegressor
     >>> X = np.random.default_rng(0).standard_normal((200, 10))   # (n_samples, T)
     >>> y = X.mean(axis=1)
