@@ -175,3 +175,18 @@ def test_a_used_tapes_memory_serves_the_next_forward():
         assert np.array_equal(grads1[k], grads2[k])
     with pytest.raises(ValueError, match="already used"):
         stack.backward(tape1, np.cos(out1))
+
+
+def test_a_dropped_tapes_memory_serves_the_next_forward():
+    """Inference through the layer API (no backward): the dropped tape's workspace is
+    reused, and results are unchanged."""
+    stack = crnn.layers.Stack("gru", D, H, dtype="float64", seed=5)
+    x = rng_for("drop").standard_normal((T, B, D))
+    out1, _, tape = stack.forward(x)
+    work = tape._work
+    del tape
+    out2, _, tape2 = stack.forward(x)
+    assert tape2._work is work
+    assert np.array_equal(out1, out2)
+    grads, dx, _ = stack.backward(tape2, np.ones_like(out2))    # and it still trains
+    assert dx.shape == x.shape

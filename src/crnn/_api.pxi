@@ -296,11 +296,15 @@ cdef class Engine:
             _raise_if_interrupted(&c)
         finally:
             crnn_blas_leave()
-            # Consumed (layers.Tape refuses a second backward): its memory serves the
-            # next forward; two kept at most.
-            tape.keep = None
-            if len(self.spare) < 2:
-                self.spare.append(tape)
+            # Consumed (layers.Tape refuses a second backward).
+            self.recycle(tape)
+
+    def recycle(self, Workspace tape):
+        """A tape that no backward will read: its memory serves the next stack_forward
+        (two kept at most)."""
+        tape.keep = None
+        if len(self.spare) < 2:
+            self.spare.append(tape)
 
 
 # -- switches -----------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class Engine:
         self, W: Any, X: Any, tokens: Any, B: int, bs: Any, rev: Any, h0: Any, c0: Any,
         masks: Any, out: Any, h_last: Any, c_last: Any,
     ) -> Workspace: ...
+    def recycle(self, tape: Workspace) -> None: ...
     def stack_backward(
         self, tape: Workspace, W: Any, dW: Any, dOut: Any, dHn: Any, dCn: Any, dX: Any,
         dh0: Any, dc0: Any,

@@ -27,6 +27,15 @@ class Tape:
 
     __slots__ = ("_work", "_net", "_order", "_T", "_B", "_tokens", "_used")
 
+    def __del__(self):
+        # A tape dropped without its backward (inference through another framework's
+        # autograd, under no_grad): its memory serves the next forward, as a used one's.
+        try:
+            if not self._used:
+                self._net._engine.recycle(self._work)
+        except Exception:       # interpreter shutdown, or a tape forward never filled
+            pass
+
 
 class Stack:
     """A stack of recurrent layers (RNN, LSTM or GRU cells), without a head.

@@ -11,7 +11,8 @@ _Seed = int | np.random.Generator | None
 _State = _Floats | tuple[_Floats, _Floats]
 _StateIn = npt.ArrayLike | tuple[npt.ArrayLike | None, npt.ArrayLike | None]
 
-class Tape: ...
+class Tape:
+    def __del__(self) -> None: ...
 
 class Stack:
     input_size: int
