@@ -218,3 +218,54 @@ def test_bad_arguments():
         with pytest.raises(ValueError, match="momentum_buffer"):
             take()
     assert opt.step_count == 1
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_an_infinite_gradient_is_refused_even_with_clip_value(fused):
+    """Clipping would make it finite: it is found before."""
+    model = crnn.RNN(3, 4, 1, output="linear", seed=0)
+    opt = (crnn.SGD if fused else type("Sub", (crnn.SGD,), {}))(model.params, lr=1e-40)
+    x = np.zeros((2, 1, 3), dtype=np.float32)
+    y = np.full((2, 1, 1), -3e38, dtype=np.float32)     # a finite loss, an infinite gradient
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(FloatingPointError):
+        model.train_step(x, y, opt, clip_value=1.0, reduction="sum")
+    assert opt.step_count == 0
+    for k in before:
+        assert np.array_equal(model.params[k], before[k]), k
+
+
+def test_a_failed_first_step_leaves_the_optimizer_as_it_was():
+    """The buffers are adopted only by a step that succeeds: after a refused first step
+    the momentum still starts from the first gradient, in either path."""
+    rng = rng_for("failed-first")
+    x, y = rng.standard_normal((2, 1, 3)), rng.standard_normal((2, 1, 2))
+    bad = np.full((2, 1, 2), 1e200)
+    a = crnn.RNN(3, 4, 2, output="linear", dtype="float64", seed=0)
+    b = crnn.RNN(3, 4, 2, output="linear", dtype="float64", seed=0)
+    oa = crnn.SGD(a.params, lr=0.1, momentum=0.9, dampening=0.5)
+    ob = crnn.SGD(b.params, lr=0.1, momentum=0.9, dampening=0.5)
+    with pytest.raises(FloatingPointError):
+        a.train_step(x, bad, oa)
+    assert oa.state == {} and oa.step_count == 0
+    _reference_step(a, oa, x, y, {})
+    _reference_step(b, ob, x, y, {})
+    a.train_step(x, y, oa)
+    b.train_step(x, y, ob)
+    for k in a.params:
+        _close(a.params[k], b.params[k], "float64")
+
+
+def test_optimizers_pickle_and_copy_after_train_step():
+    import copy
+    import pickle
+    model = crnn.LSTM(3, 4, 2, seed=0)
+    opt = crnn.Adam(model.params, lr=0.01)
+    x, y = np.zeros((3, 2, 3)), np.zeros((3, 2), dtype=int)
+    model.train_step(x, y, opt)
+    for other in (pickle.loads(pickle.dumps(opt)), copy.deepcopy(opt)):
+        assert other.step_count == 1
+        assert "_crnn_flat" not in other.__dict__
+        for k in opt.state:
+            for n in opt.state[k]:
+                assert np.array_equal(other.state[k][n], opt.state[k][n])

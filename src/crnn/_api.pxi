@@ -290,6 +290,10 @@ cdef class Engine:
         cap = crnn_blas_enter()
         try:
             self._prepare(&c, tape, tape.T, tape.B, cap, tape.flags, nr)
+            if _nr(&c) != nr:
+                # The loops read the panel width again: it must be the forward's.
+                raise RuntimeError("stack_backward: the per-step kernel changed since the "
+                                   "forward pass (set_kernel between the two)")
             _start_checks(&c)
             with nogil:
                 _backward_all(&c)

@@ -88,9 +88,13 @@ def _as_array(value, name):
 
 
 def _all_finite(arr):
-    # The sum is one pass with no temporary; only when it is not finite (a
-    # NaN/Inf, or a finite overflow) is the exact elementwise test needed.
-    return bool(np.isfinite(np.add.reduce(arr, axis=None))) or bool(np.isfinite(arr).all())
+    if arr.size <= 4096:        # small: the elementwise test costs what the sum does
+        return bool(np.isfinite(arr).all())
+    # The sum is one pass with no temporary; only when it is not finite (a NaN/Inf,
+    # or a finite overflow, which must not warn) is the exact elementwise test needed.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(arr).all())
 
 
 def _bounds(arr):

@@ -12,6 +12,8 @@ update) and any other Optimizer take the step in Python: the same loss and
 gradients, ``clip_grad_value``/``clip_grad_norm`` and ``optimizer.step``.
 """
 
+import weakref
+
 import numpy as np
 
 from crnn import _signals, optim
@@ -78,13 +80,25 @@ def check_optimizer(model, opt):
 
 
 def _flat_state(model, opt):
+    """The optimizer's flat state for ``model``, and what to put back in
+    ``opt.state`` if this call's step fails (None when it was adopted before)."""
     # Every call: the engine would run an update whose buffer is missing (e.g. momentum
     # set after construction) on a NULL pointer.
     opt._check_buffers()
-    flat = getattr(opt, "_crnn_flat", None)
-    if flat is None or flat[0] is not model or not flat[1].current(opt):
-        flat = opt._crnn_flat = (model, _FlatState(model, opt))
-    return flat[1]
+    flat = opt.__dict__.get("_crnn_flat")
+    if flat is not None and flat[0]() is model and flat[1].current(opt):
+        return flat[1], None
+    before = {key: dict(bufs) for key, bufs in opt.state.items()}     # adoption edits both levels
+    # A weak reference: the optimizer must not keep the model alive (nor pickle it).
+    opt._crnn_flat = (weakref.ref(model), _FlatState(model, opt))
+    return opt._crnn_flat[1], before
+
+
+def _undo_adoption(opt, before):
+    """A failed first fused step leaves opt.state as it found it."""
+    opt.state.clear()
+    opt.state.update(before)
+    opt.__dict__.pop("_crnn_flat", None)
 
 
 def step(model, W, w, masks, mean, opt, clip_norm, clip_value, dW, guard=None):
@@ -115,7 +129,7 @@ def step(model, W, w, masks, mean, opt, clip_norm, clip_value, dW, guard=None):
                 opt.step(grads)
         return loss, h, c, True
     kind, names = fused
-    flat = _flat_state(model, opt)
+    flat, before = _flat_state(model, opt)
     s = [flat.vectors.get(name) for name in names]
     # Counted first, so that the update and the count go together whatever stops the
     # call: a signal inside it stops it before the update, and this is undone.
@@ -129,11 +143,15 @@ def step(model, W, w, masks, mean, opt, clip_norm, clip_value, dW, guard=None):
             -1.0 if clip_norm is None else clip_norm)
     except BaseException:
         opt.step_count -= 1
+        if before is not None:
+            _undo_adoption(opt, before)
         raise
     if updated:
         flat.first = False
     else:
         opt.step_count -= 1
+        if before is not None:
+            _undo_adoption(opt, before)
     return loss, h, c, updated
 
 

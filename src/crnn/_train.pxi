@@ -50,17 +50,18 @@ cdef void _update_typed(Update* u, floating* p, floating* g, floating* s0, float
 cdef bint _apply_update(Update* u) noexcept nogil:
     """Clip the gradients (clip_value in place), then apply the optimizer's step with
     clip_norm's coefficient; False, and the parameters and state untouched, when a
-    gradient is NaN or infinite."""
-    if u.is_double:
-        if u.clip_value > 0:
-            _clamp(<double*>u.g, u.n, u.clip_value)
-        u.norm = _norm(<double*>u.g, u.n)
-    else:
-        if u.clip_value > 0:
-            _clamp(<float*>u.g, u.n, u.clip_value)
-        u.norm = _norm(<float*>u.g, u.n)
+    gradient is NaN or infinite (found before clipping: clipping would make an
+    infinite one finite)."""
+    u.norm = _norm(<double*>u.g, u.n) if u.is_double else _norm(<float*>u.g, u.n)
     if not isfinite(u.norm):
         return False
+    if u.clip_value > 0:
+        if u.is_double:
+            _clamp(<double*>u.g, u.n, u.clip_value)
+            u.norm = _norm(<double*>u.g, u.n)
+        else:
+            _clamp(<float*>u.g, u.n, u.clip_value)
+            u.norm = _norm(<float*>u.g, u.n)
     if u.is_double:
         _update_typed(u, <double*>u.p, <double*>u.g, <double*>u.s0, <double*>u.s1,
                       <double*>u.s2)

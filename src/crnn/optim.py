@@ -58,6 +58,13 @@ class Optimizer(abc.ABC):
         self.step_count = 0
         self.state = {}
 
+    def __getstate__(self):
+        # The flat vectors a model's train_step keeps for this optimizer are a cache of
+        # its state (made again on the next train_step): never pickled or copied.
+        state = self.__dict__.copy()
+        state.pop("_crnn_flat", None)
+        return state
+
     def _keys(self):
         return list(self.params) if isinstance(self.params, dict) else \
             list(range(len(self.params)))
