@@ -122,9 +122,20 @@ class _RNNEstimator(BaseEstimator):
     """What the two estimators share: the parameters, the data, the network."""
 
     _output = ""    # the crnn head: "softmax" or "linear"
-    # {check name: reason} for scikit-learn's estimator checks that cannot pass
-    # (tests/test_sklearn.py passes it to parametrize_with_checks).
-    _expected_failed_checks: dict = {}
+
+    @property
+    def _expected_failed_checks(self):
+        """{check name: reason} for scikit-learn's estimator checks that cannot pass
+        (tests/test_sklearn.py passes it to parametrize_with_checks): none, but in a
+        crnn built without its per-step kernel (CRNN_NO_KERNEL=1, compilers without
+        vector extensions)."""
+        from crnn import _engine
+        if _engine.kernels() != ("blas",):
+            return {}
+        return {"check_methods_sample_order_invariance":
+                "built without crnn's per-step kernel, the per-step products run in BLAS, "
+                "whose float32 results for a sequence can differ in the last bits with its "
+                "row in the batch (4.8e-7 relative seen; the check allows 1e-7)"}
 
     def __init__(self, *, cell="lstm", hidden_size=32, num_layers=1, bidirectional=False,
                  nonlinearity="tanh", dropout=0.0, epochs=50, batch_size=32,

@@ -1,6 +1,6 @@
 # Types of crnn.sklearn (src/crnn/sklearn.py); the documentation is in the module.
 # scikit-learn ships no types: its base classes are Any to a type checker.
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +16,8 @@ _Floats = npt.NDArray[np.float64]
 _RandomState = int | np.random.RandomState | None
 
 class _RNNEstimator(BaseEstimator):
-    _expected_failed_checks: ClassVar[dict[str, str]]
+    @property
+    def _expected_failed_checks(self) -> dict[str, str]: ...
     cell: str
     hidden_size: int
     num_layers: int
