@@ -99,7 +99,7 @@ def _all_finite(arr):
 
 def _bounds(arr):
     """(min, max) of a non-empty integer array."""
-    if arr.dtype == np.intp and arr.flags.c_contiguous:
+    if arr.dtype == np.intp and arr.flags.c_contiguous and arr.flags.aligned:
         return _ops.int_bounds(arr.reshape(-1))
     return arr.min(), arr.max()
 
