@@ -14,12 +14,14 @@ up, then times samples of back-to-back steps (each lasting at least
 ``SAMPLE`` seconds). Reported: the median over every sample of every round,
 the interquartile range, and torch.nn's median over crnn.torch's.
 
-"crnn passive" is crnn.torch with ``OMP_WAIT_POLICY=PASSIVE`` in its
-process, "crnn 1 thread" with ``torch.set_num_threads(1)`` (PyTorch's own
-operations on one thread; crnn's threads unchanged): PyTorch's OpenMP
-threads otherwise spin for milliseconds after each of PyTorch's parallel
-operations (the head, the loss, the optimizer), on the cores crnn's threads
-need next.
+PyTorch's OpenMP threads spin for milliseconds after each of PyTorch's
+parallel operations (the head, the loss, the optimizer), on the cores crnn's
+threads need next. Besides the two plain loops, each in its own processes:
+"crnn passive", crnn.torch with ``OMP_WAIT_POLICY=PASSIVE`` (no spinning);
+"crnn 1 thread", with ``torch.set_num_threads(1)`` (PyTorch's own operations
+on one thread; crnn's threads unchanged); and both loops with
+``GOMP_SPINCOUNT=10000`` (a spin of ~0.2 ms instead of ~5), set before
+PyTorch's OpenMP runtime loads, as a user sets it in the environment.
 
 Example (setting (b), what users have)::
 
@@ -90,9 +92,12 @@ def worker(lib, cell, size, samples, optimizer):
                       "threads": torch.get_num_threads()}))
 
 
+SPIN = {"GOMP_SPINCOUNT": "10000"}
+# column: (worker, environment); "torch" first, the one the others are compared with.
 LIBS = {"torch": ("torch", {}), "crnn": ("crnn", {}),
         "crnn passive": ("crnn", {"OMP_WAIT_POLICY": "PASSIVE"}),
-        "crnn 1 thread": ("crnn", {"_TORCH_LOOP_THREADS": "1"})}
+        "crnn 1 thread": ("crnn", {"_TORCH_LOOP_THREADS": "1"}),
+        "torch spin 1e4": ("torch", SPIN), "crnn spin 1e4": ("crnn", SPIN)}
 
 
 def run(lib, cell, size, samples, optimizer):
@@ -124,8 +129,8 @@ def main(argv=None):
           f" OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}")
     print(f"# {args.cell.upper()} training loop, float32, {args.optimizer}, default threads; "
           f"ms per step, median [IQR] over {args.rounds} processes × {args.samples} samples")
-    print(f"{'size (B, T, D, H, O)':<34} {'torch.nn':>18} {'crnn.torch':>18} "
-          f"{'crnn passive':>20} {'crnn 1 thread':>20} {'ratios to torch.nn':>20}")
+    print(f"{'size (B, T, D, H, O)':<34} " + " ".join(f"{lib:>20}" for lib in LIBS) +
+          "  ratios to torch (same environment for 'spin')")
     results = {}
     for size in args.sizes:
         got = {lib: [] for lib in LIBS}
@@ -137,10 +142,12 @@ def main(argv=None):
                 first[lib] = r["first_loss"]
         stats = {lib: np.percentile(np.array(t) * 1e3, [25, 50, 75]) for lib, t in got.items()}
         cols = [f"{s[1]:9.3f} [{s[0]:.3g}-{s[2]:.3g}]" for s in stats.values()]
-        ratios = {lib: stats["torch"][1] / stats[lib][1] for lib in LIBS if lib != "torch"}
+        # Each crnn column against torch.nn in the same environment.
+        ratios = {lib: stats["torch spin 1e4" if "spin" in lib else "torch"][1] / stats[lib][1]
+                  for lib in LIBS if lib.startswith("crnn")}
         label = f"{size} {_steps.dims(size)}"
-        print(f"{label:<34} {cols[0]:>18} {cols[1]:>18} {cols[2]:>20} {cols[3]:>20}  " +
-              " ".join(f"{r:5.2f}×" for r in ratios.values()))
+        print(f"{label:<34} " + " ".join(f"{c:>20}" for c in cols) + "  " +
+              " ".join(f"{lib}: {r:.2f}×" for lib, r in ratios.items()))
         if abs(first["torch"] - first["crnn"]) > 1e-4 * abs(first["torch"]):
             sys.exit(f"{size}: the first losses differ: {first}")
         results[size] = {"dims": _steps.dims(size),
