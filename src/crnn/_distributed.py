@@ -24,11 +24,14 @@ mpi4py is imported only here, and only when a communicator is given.
 
 import os
 import sys
+import time
 import zlib
 
 import numpy as np
 
 from crnn import _data, _threads
+
+_ABORT_GRACE = 1.0     # seconds between the message of a failed rank and the abort
 
 
 def _mpi():
@@ -164,6 +167,10 @@ class Ranks:
         be waiting in a collective call that will never complete)."""
         print(f"crnn: rank {self.rank} of {self.size} failed: {type(exc).__name__}: {exc}; "
               f"aborting the job", file=sys.stderr, flush=True)
+        # The launcher forwards this rank's output through a pipe, and an abort makes
+        # it kill every rank and exit, possibly before the message has crossed (seen
+        # with mpich's mpiexec: the job ended with nothing on stderr). A moment first.
+        time.sleep(_ABORT_GRACE)
         self.comm.Abort(1)
 
     # -- threads -------------------------------------------------------------------------
