@@ -50,29 +50,59 @@ class _Network(_sampling.Sampling):
         self.batch_first = _checks.boolean(batch_first, "batch_first")
         if self._cell == "rnn":
             self.nonlinearity = _checks.choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
-            engine_cell = "rnn_" + self.nonlinearity
-        else:
-            engine_cell = self._cell
         # Checked before building anything (numpy's own message names no argument).
         rng = _checks.rng(seed, "seed")
-        self._engine = _engine.Engine(engine_cell, self.num_layers, self.bidirectional,
-                                      self.input_size, self.hidden_size, self.output_size,
-                                      self.dtype == np.float64)
+        self._build()
         dirs = 2 if self.bidirectional else 1
         self._nstates = self.num_layers * dirs
         self._has_c = self._cell == "lstm"
         self._widest = max(self._gates * self.hidden_size, dirs * self.hidden_size,
                            self.output_size)
-        self._flat = np.zeros(self._engine.size, dtype=self.dtype)
-        self._views = {}
         bound = 1.0 / np.sqrt(self.hidden_size)
-        for name, offset, shape in self._engine.layout:
-            view = self._flat[offset:offset + int(np.prod(shape))].reshape(shape)
+        for name, view in self._views.items():
             # Drawn in float64 and then cast, so one seed gives the same model in both dtypes.
-            view[...] = rng.uniform(-bound, bound, shape)
-            self._views[name] = view
+            view[...] = rng.uniform(-bound, bound, view.shape)
         self.params = dict(self._views)
         self.history = None     # set by fit
+
+    def _build(self):
+        """The compiled engine, the flat parameter vector (zeros) and its named views."""
+        cell = "rnn_" + self.nonlinearity if self._cell == "rnn" else self._cell
+        self._engine = _engine.Engine(cell, self.num_layers, self.bidirectional,
+                                      self.input_size, self.hidden_size, self.output_size,
+                                      self.dtype == np.float64)
+        self._flat = np.zeros(self._engine.size, dtype=self.dtype)
+        self._views = {name: self._flat[offset:offset + int(np.prod(shape))].reshape(shape)
+                       for name, offset, shape in self._engine.layout}
+
+    # -- pickling and copies: the engine and the flat vector are made again -------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for cache in ("_engine", "_flat", "_views", "_dW"):
+            state.pop(cache, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
+        # In place: an optimizer pickled (or deep-copied) with the model holds this
+        # same dict, and must go on holding the model's own arrays.
+        # An entry the user replaced is taken in as _sync would; one it would refuse
+        # stays, for the next call to refuse.
+        for name, view in self._views.items():
+            value = self.params.get(name) if isinstance(self.params, dict) else None
+            if (isinstance(value, np.ndarray) and value.dtype.kind == "f"
+                    and value.shape == view.shape):
+                with np.errstate(over="ignore"):
+                    view[...] = value
+                self.params[name] = view
+
+    def __copy__(self):
+        """A shallow copy shares everything, the parameters included."""
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def __repr__(self):
         args = [f"input_size={self.input_size}", f"hidden_size={self.hidden_size}",

@@ -8,6 +8,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 from crnn.callbacks import Callback
 from crnn.layers import Stack
@@ -34,6 +35,7 @@ class _Network:
     dtype: np.dtype[np.floating[Any]]
     params: dict[str, _Floats]
     history: dict[str, list[float]] | None
+    def __copy__(self) -> Self: ...
     @property
     def stack(self) -> Stack: ...
     def forward(
