@@ -299,31 +299,6 @@ class _RNNEstimator(BaseEstimator):
             out[lo:lo + rows] = top.astype(np.float64) @ W_y.T + b_y
         return out
 
-    # -- pickling: crnn's networks and optimizers are rebuilt from their arrays --------------
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        model = state.get("model_")
-        if model is not None:
-            config = model._config()
-            state["model_"] = (model._cell, config,
-                               {k: np.array(v) for k, v in model.params.items()})
-            state["optimizer_"] = state["optimizer_"].state_dict()
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("model_"), tuple):
-            state = dict(state)
-            cell, config, params = state["model_"]
-            model = _CELLS[cell](**config)
-            for k, v in params.items():
-                model.params[k][...] = v
-            saved = state["optimizer_"]
-            opt = getattr(optim, saved["optimizer"])(model.params, **saved["hyperparameters"])
-            opt.load_state_dict(saved)
-            state["model_"], state["optimizer_"] = model, opt
-        super().__setstate__(state)
-
 
 class RNNClassifier(ClassifierMixin, _RNNEstimator):
     __doc__ = """A recurrent network that gives one class per sequence (scikit-learn API).
