@@ -2,6 +2,7 @@
 against the model's own forward pass: every class, layers, directions, padding,
 token ids, batch-first data and both heads."""
 
+import itertools
 import os
 import stat
 import subprocess
@@ -47,25 +48,37 @@ def data(model, *, tokens, lengths, seed=0):
     return x, lens
 
 
-def run(path, x, lens):
+def initial_states(model, seed=0):
+    """Random initial states in forward's shapes: h0, or the LSTM's (h0, c0)."""
+    rng = np.random.default_rng([seed, 7])
+    n = model.num_layers * (2 if model.bidirectional else 1)
+    shape = (n, B, H) if n > 1 else (B, H)
+    h0 = rng.standard_normal(shape).astype(model.dtype)
+    return (h0, rng.standard_normal(shape).astype(model.dtype)) if model._has_c else h0
+
+
+def run(path, x, lens, h0=None):
     session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     feed = {"x": x}
     if lens is not None:
         feed["lengths"] = lens.astype(np.int64)
+    if h0 is not None:
+        feed.update(zip(("h0", "c0"), h0 if isinstance(h0, tuple) else (h0,)))
     return session.run(None, feed)
 
 
-def expected(model, x, lens):
+def expected(model, x, lens, h0=None):
     """crnn's outputs, flattened as the graph's: [y, h_n] or [y, h_n, c_n]."""
-    y, h_last = model.forward(x, lengths=lens)
+    y, h_last = model.forward(x, h0, lengths=lens)
     return [y, *h_last] if isinstance(h_last, tuple) else [y, h_last]
 
 
-def difference(model, path, *, tokens=False, lengths=False, seed=0):
+def difference(model, path, *, tokens=False, lengths=False, states=False, seed=0):
     """Export, run in onnxruntime, compare; returns the largest absolute difference."""
-    model.to_onnx(path, tokens=tokens, lengths=lengths)
+    model.to_onnx(path, tokens=tokens, lengths=lengths, states=states)
     x, lens = data(model, tokens=tokens, lengths=lengths, seed=seed)
-    got, want = run(path, x, lens), expected(model, x, lens)
+    h0 = initial_states(model, seed) if states else None
+    got, want = run(path, x, lens, h0), expected(model, x, lens, h0)
     assert [g.shape for g in got] == [w.shape for w in want]
     assert all(g.dtype == model.dtype for g in got)
     for name, g, w in zip(("y", "h_n", "c_n"), got, want):
@@ -84,6 +97,43 @@ def difference(model, path, *, tokens=False, lengths=False, seed=0):
 def test_matches_forward(tmp_path, cell, num_layers, bidirectional, lengths, tokens):
     model = make(cell, num_layers=num_layers, bidirectional=bidirectional)
     difference(model, tmp_path / "m.onnx", tokens=tokens, lengths=lengths)
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["full", "ragged"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_initial_states_match_forward(tmp_path, cell, num_layers, bidirectional, lengths):
+    model = make(cell, num_layers=num_layers, bidirectional=bidirectional)
+    difference(model, tmp_path / "m.onnx", lengths=lengths, states=True)
+    # The states are inputs that matter: zeros give forward's zero-state outputs.
+    x, lens = data(model, tokens=False, lengths=lengths)
+    zero = initial_states(model)
+    zero = tuple(np.zeros_like(z) for z in zero) if isinstance(zero, tuple) else \
+        np.zeros_like(zero)
+    got, want = run(tmp_path / "m.onnx", x, lens, zero), expected(model, x, lens)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, **TOL)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_stream_in_pieces_is_the_whole_stream(tmp_path, cell):
+    """h_n of one call fed as h0 of the next: the pieces give the whole sequence's outputs."""
+    model = make(cell, num_layers=2)
+    model.to_onnx(tmp_path / "m.onnx", states=True)
+    x, _ = data(model, tokens=False, lengths=False)
+    want = expected(model, x, None)
+    state = initial_states(model)
+    state = tuple(np.zeros_like(z) for z in state) if isinstance(state, tuple) else \
+        np.zeros_like(state)
+    ys = []
+    for t0, t1 in ((0, 1), (1, 5), (5, T)):
+        out = run(tmp_path / "m.onnx", x[t0:t1], None, state)
+        ys.append(out[0])
+        state = tuple(out[1:]) if len(out) > 2 else out[1]
+    np.testing.assert_allclose(np.concatenate(ys), want[0], **TOL)
+    for g, w in zip(out[1:], want[1:]):
+        np.testing.assert_allclose(g, w, **TOL)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))
@@ -228,6 +278,10 @@ def test_graph_signature(tmp_path):
     assert sig(model.to_onnx(tmp_path / "t.onnx", tokens=True).graph.input) == \
         {"x": (I, ["T", "B"])}
     assert sig(make("gru").to_onnx(tmp_path / "g.onnx").graph.output)["h_n"] == (F, ["B", H])
+    assert sig(model.to_onnx(tmp_path / "s.onnx", states=True).graph.input) == \
+        {"x": (F, ["T", "B", D]), "h0": (F, [2, "B", H]), "c0": (F, [2, "B", H])}
+    assert sig(make("rnn_tanh", batch_first=True).to_onnx(tmp_path / "r.onnx", states=True)
+               .graph.input) == {"x": (F, ["B", "T", D]), "h0": (F, ["B", H])}
 
 
 def test_other_sizes_than_exported(tmp_path):
@@ -268,6 +322,7 @@ def test_missing_folder(tmp_path):
     (dict(path=b"m.onnx"), TypeError, "path"),
     (dict(tokens="yes"), TypeError, "tokens"),
     (dict(lengths=2), TypeError, "lengths"),
+    (dict(states="no"), TypeError, "states"),
     (dict(dtype="float16"), ValueError, "dtype"),
     (dict(path=None), TypeError, "path"),
     (dict(dtype="int64"), ValueError, "dtype"),
@@ -304,8 +359,8 @@ def test_import_crnn_does_not_import_onnx():
 
 
 def test_worst_difference(tmp_path):
-    """Every option together, on larger sizes; prints the worst difference (pytest -s)."""
-    worst, where = 0.0, None
+    """Every option together; prints the worst difference (pytest -s)."""
+    worst, where, n = 0.0, None, 0
     for cell in CELLS:
         for num_layers in (1, 2, 3):
             for bidirectional in (False, True):
@@ -313,12 +368,13 @@ def test_worst_difference(tmp_path):
                     for output in ("softmax", "linear"):
                         model = make(cell, num_layers=num_layers, output=output,
                                      bidirectional=bidirectional, batch_first=batch_first)
-                        for tokens in (False, True):
-                            for lengths in (False, True):
-                                d = difference(model, tmp_path / "m.onnx", tokens=tokens,
-                                               lengths=lengths, seed=num_layers)
-                                if d > worst:
-                                    worst, where = d, (cell, num_layers, bidirectional,
-                                                       batch_first, output, tokens, lengths)
-    print(f"\nworst |onnxruntime - forward| over 384 configurations: {worst:.3g} at {where}")
+                        for tokens, lengths, states in itertools.product((False, True),
+                                                                         repeat=3):
+                            d = difference(model, tmp_path / "m.onnx", tokens=tokens,
+                                           lengths=lengths, states=states, seed=num_layers)
+                            n += 1
+                            if d > worst:
+                                worst, where = d, (cell, num_layers, bidirectional, batch_first,
+                                                   output, tokens, lengths, states)
+    print(f"\nworst |onnxruntime - forward| over {n} configurations: {worst:.3g} at {where}")
     assert worst < 1e-5

@@ -132,9 +132,11 @@ class _Graph:
         return names[0] if len(names) == 1 else list(names)
 
 
-def _recurrent_layers(g, net, params, x, seq_lens, dtype):
-    """The layers' nodes on time-major ``x`` (T, B, D); returns the top layer's
-    outputs (T, B, dirs·H) and the final states, per layer: lists of Y_h (and Y_c)."""
+def _recurrent_layers(g, net, params, x, seq_lens, dtype, h0=None, c0=None):
+    """The layers' nodes on time-major ``x`` (T, B, D), from initial states ``h0``
+    (``c0``): the graph's (L·dirs, B, H) inputs, or None for zeros. Returns the top
+    layer's outputs (T, B, dirs·H) and the final states, per layer: lists of Y_h
+    (and Y_c)."""
     cell, H = net._cell, net.hidden_size
     dirs = 2 if net.bidirectional else 1
     attrs = {"hidden_size": H, "direction": "bidirectional" if dirs == 2 else "forward"}
@@ -149,8 +151,14 @@ def _recurrent_layers(g, net, params, x, seq_lens, dtype):
         W, R, B = layer_weights(params, cell, layer, dirs, H, dtype)
         inputs = [x, g.const(f"W_l{layer}", W), g.const(f"R_l{layer}", R),
                   g.const(f"B_l{layer}", B)]
-        if seq_lens is not None:
-            inputs.append(seq_lens)
+        # Optional inputs are positional; "" stands for one left out.
+        inputs.append(seq_lens or "")
+        if h0 is not None:
+            inputs.append(_layer_states(g, h0, layer, dirs))
+            if c0 is not None:
+                inputs.append(_layer_states(g, c0, layer, dirs))
+        while inputs[-1] == "":
+            inputs.pop()
         outs = g.op(_OPS[cell], inputs, outputs=3 if cell == "lstm" else 2, **attrs)
         hs.append(outs[1])
         if cell == "lstm":
@@ -159,6 +167,14 @@ def _recurrent_layers(g, net, params, x, seq_lens, dtype):
         # each step's directions side by side as in crnn.
         x = g.op("Reshape", [g.op("Transpose", [outs[0]], perm=[0, 2, 1, 3]), merge])
     return x, hs, cs
+
+
+def _layer_states(g, states, layer, dirs):
+    """Rows [layer·dirs, (layer + 1)·dirs) of (L·dirs, B, H) states: one layer's
+    initial_h (or initial_c), (dirs, B, H)."""
+    return g.op("Slice", [states, g.const("start", np.array([layer * dirs], dtype=np.int64)),
+                          g.const("end", np.array([(layer + 1) * dirs], dtype=np.int64)),
+                          g.const("axis0", np.array([0], dtype=np.int64))])
 
 
 def _padding_mask(g, x, lengths):
@@ -183,7 +199,7 @@ def _states(g, parts, name, n_states):
     return g.op("Concat", parts, names=[name], axis=0)
 
 
-def build(net, *, tokens, lengths, dtype):
+def build(net, *, tokens, lengths, dtype, states=False):
     """The ONNX ``ModelProto`` of a crnn model (see :func:`export` for the arguments;
     ``dtype`` here is a numpy float dtype, already chosen)."""
     onnx = _onnx()
@@ -216,8 +232,18 @@ def build(net, *, tokens, lengths, dtype):
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT64, ["B"]))
         # int64 outside (numpy's default integer), int32 for the operators.
         seq_lens = g.op("Cast", ["lengths"], to=TensorProto.INT32)
+    state_shape = [n_states, "B", H] if n_states > 1 else ["B", H]
+    h0 = c0 = None
+    if states:
+        names = ["h0", "c0"] if net._has_c else ["h0"]
+        inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in names]
+        # (B, H) in crnn's shape when L·dirs = 1; the operators take (dirs, B, H).
+        full = [n if n_states > 1 else
+                g.op("Unsqueeze", [n, g.const("axis0", np.array([0], dtype=np.int64))])
+                for n in names]
+        h0, c0 = full[0], (full[1] if len(full) > 1 else None)
 
-    top, hs, cs = _recurrent_layers(g, net, params, x, seq_lens, dtype)
+    top, hs, cs = _recurrent_layers(g, net, params, x, seq_lens, dtype, h0, c0)
 
     W_y = g.const("W_y_T", np.ascontiguousarray(params["W_y"].T, dtype=dtype))
     z = g.op("Add", [g.op("MatMul", [top, W_y]),
@@ -233,7 +259,6 @@ def build(net, *, tokens, lengths, dtype):
     else:
         g.op("Identity", [z], names=["y"])
 
-    state_shape = [n_states, "B", H] if n_states > 1 else ["B", H]
     outputs = [helper.make_tensor_value_info("y", elem, user + [O])]
     _states(g, hs, "h_n", n_states)
     outputs.append(helper.make_tensor_value_info("h_n", elem, state_shape))
@@ -255,13 +280,14 @@ def build(net, *, tokens, lengths, dtype):
     return model
 
 
-def _check_args(net, path, tokens, lengths, dtype):
+def _check_args(net, path, tokens, lengths, states, dtype):
     if getattr(net, "output", None) not in ("softmax", "linear"):
         raise ValueError("to_onnx: needs a model with a head (crnn.RNN, LSTM or GRU)")
     if isinstance(path, (bytes, bytearray)) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     tokens = _checks.boolean(tokens, "tokens")
     lengths = _checks.boolean(lengths, "lengths")
+    states = _checks.boolean(states, "states")
     if dtype is None:
         if net.dtype == np.float64:
             raise ValueError(_FLOAT64_MESSAGE)
@@ -271,10 +297,10 @@ def _check_args(net, path, tokens, lengths, dtype):
     path = os.fspath(path)
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str or os.PathLike of str, got {type(path).__name__}")
-    return path, tokens, lengths, dtype
+    return path, tokens, lengths, states, dtype
 
 
-def export(net, path, *, tokens=False, lengths=False, dtype=None):
+def export(net, path, *, tokens=False, lengths=False, states=False, dtype=None):
     """Write ``net`` as an ONNX model to ``path``; see ``_Network.to_onnx``.
 
     Parameters
@@ -285,6 +311,9 @@ def export(net, path, *, tokens=False, lengths=False, dtype=None):
         Input ``x`` is int64 token ids (T, B) instead of floats (T, B, D).
     lengths : bool, default False
         Add the int64 input ``lengths`` (B,).
+    states : bool, default False
+        Add the inputs ``h0`` (and ``c0`` for an LSTM): the initial states,
+        shaped as the outputs ``h_n`` (``c_n``).
     dtype : {None, "float32", "float64"}, default None
         The graph's float type; None is the model's (refused for float64
         models, which onnxruntime cannot run: say which one you want).
@@ -294,8 +323,9 @@ def export(net, path, *, tokens=False, lengths=False, dtype=None):
     onnx.ModelProto
         The model written (checked by ``onnx.checker.check_model``).
     """
-    user_path, tokens, lengths, dtype = _check_args(net, path, tokens, lengths, dtype)
-    model = build(net, tokens=tokens, lengths=lengths, dtype=dtype)
+    user_path, tokens, lengths, states, dtype = _check_args(net, path, tokens, lengths,
+                                                            states, dtype)
+    model = build(net, tokens=tokens, lengths=lengths, dtype=dtype, states=states)
     data = model.SerializeToString()
     _io.write_atomic(user_path, lambda f: f.write(data))
     return model

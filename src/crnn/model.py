@@ -412,12 +412,11 @@ class _Network(_sampling.Sampling):
         from crnn._torch_weights import to_torch
         return to_torch(self)
 
-    def to_onnx(self, path, *, tokens=False, lengths=False, dtype=None):
+    def to_onnx(self, path, *, tokens=False, lengths=False, states=False, dtype=None):
         """Write this model to ``path`` as an ONNX model (needs onnx).
 
         The graph runs ONNX's own ``RNN``/``LSTM``/``GRU`` operators, one per
-        layer, then the head; it computes what :meth:`forward` does from
-        zero initial states.
+        layer, then the head; it computes what :meth:`forward` does.
 
         Parameters
         ----------
@@ -431,6 +430,11 @@ class _Network(_sampling.Sampling):
             Add a second input, ``lengths``: int64 (B,), valid steps of each
             sequence in [1, T], with :meth:`forward`'s padding semantics.
             Without it every sequence runs all T steps.
+        states : bool, default False
+            Add the initial states as inputs, ``h0`` and for the LSTM ``c0``,
+            shaped as the outputs ``h_n``/``c_n`` (and :meth:`forward`'s
+            ``h0``): feed a call's ``h_n`` to the next to run a stream in
+            pieces. Without them the states start at zero.
         dtype : {None, "float32", "float64"}, default None
             The graph's floats; None means the model's dtype. onnxruntime has
             no float64 RNN/LSTM/GRU kernels, so a float64 model needs an
@@ -445,13 +449,13 @@ class _Network(_sampling.Sampling):
 
         The graph's inputs: ``x`` (T, B, D) floats or (T, B) int64 —
         (B, T, D) / (B, T) when ``batch_first`` — with symbolic T and B,
-        and ``lengths`` (B,) when asked for. Its outputs: ``y`` (T, B, O)
+        ``lengths`` (B,) and ``h0``/``c0`` when asked for. Its outputs: ``y`` (T, B, O)
         ((B, T, O) when ``batch_first``), 0 at padding steps; ``h_n`` and
         for the LSTM ``c_n``, (B, H) when num_layers·dirs = 1 else
         (num_layers·dirs, B, H), as :meth:`forward` returns them. Opset 17.
         """
         from crnn._onnx import export
-        return export(self, path, tokens=tokens, lengths=lengths, dtype=dtype)
+        return export(self, path, tokens=tokens, lengths=lengths, states=states, dtype=dtype)
 
     def save(self, path):
         """Save the weights and the configuration to an ``.npz`` file at ``path``.

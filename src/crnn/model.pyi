@@ -144,6 +144,7 @@ class _Network:
         *,
         tokens: bool = False,
         lengths: bool = False,
+        states: bool = False,
         dtype: Literal["float32", "float64"] | np.dtype[np.floating[Any]] | None = None,
     ) -> Any: ...
     def save(self, path: _Path) -> None: ...
