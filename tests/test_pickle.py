@@ -150,6 +150,22 @@ def test_a_stack_pickles(cell):
     assert repr(twin) == repr(stack)
 
 
+def test_a_stack_and_its_optimizer_train_on_together():
+    stack = Stack("lstm", D, H, num_layers=2, dtype="float64", seed=2)
+    optimizer = crnn.Adam(stack.params, lr=0.01)
+    twin, twin_opt = pickle.loads(pickle.dumps((stack, optimizer)))
+    assert twin_opt.params is twin.params and _owns_its_params(twin._net)
+    x = rng_for("stack optimizer").standard_normal((T, B, D))
+    before = stack.params["W_h"].copy()
+    for s, opt in ((stack, optimizer), (twin, twin_opt)):
+        out, _, tape = s.forward(x)
+        grads = s.backward(tape, np.ones_like(out))[0]
+        opt.step(grads)
+    assert not np.array_equal(twin.params["W_h"], before)
+    for k, v in stack.params.items():
+        np.testing.assert_array_equal(twin.params[k], v, err_msg=k)
+
+
 def test_a_models_stack_pickled_with_it_stays_its_stack():
     model = crnn.GRU(D, H, O, seed=0)
     twin, twin_stack = pickle.loads(pickle.dumps((model, model.stack)))

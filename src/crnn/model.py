@@ -8,7 +8,7 @@ checks and converts what the user gives (once, through ``_data`` and
 
 import numpy as np
 
-from crnn import _checks, _data, _engine, _io, _sampling
+from crnn import _checks, _copies, _data, _engine, _io, _sampling
 
 __all__ = ["RNN", "LSTM", "GRU", "load"]
 
@@ -27,7 +27,7 @@ _SHAPES_DOC = """
 """
 
 
-class _Network(_sampling.Sampling):
+class _Network(_copies.Copies, _sampling.Sampling):
     """The shared base of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     _cell = None        # "rnn", "lstm" or "gru"
@@ -74,35 +74,6 @@ class _Network(_sampling.Sampling):
         self._flat = np.zeros(self._engine.size, dtype=self.dtype)
         self._views = {name: self._flat[offset:offset + int(np.prod(shape))].reshape(shape)
                        for name, offset, shape in self._engine.layout}
-
-    # -- pickling and copies: the engine and the flat vector are made again -------------
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        for cache in ("_engine", "_flat", "_views", "_dW"):
-            state.pop(cache, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._build()
-        # In place: an optimizer pickled (or deep-copied) with the model holds this
-        # same dict, and must go on holding the model's own arrays.
-        # An entry the user replaced is taken in as _sync would; one it would refuse
-        # stays, for the next call to refuse.
-        for name, view in self._views.items():
-            value = self.params.get(name) if isinstance(self.params, dict) else None
-            if (isinstance(value, np.ndarray) and value.dtype.kind == "f"
-                    and value.shape == view.shape):
-                with np.errstate(over="ignore"):
-                    view[...] = value
-                self.params[name] = view
-
-    def __copy__(self):
-        """A shallow copy shares everything, the parameters included."""
-        new = type(self).__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        return new
 
     def __repr__(self):
         args = [f"input_size={self.input_size}", f"hidden_size={self.hidden_size}",
@@ -433,8 +404,8 @@ class _Network(_sampling.Sampling):
         states : bool, default False
             Add the initial states as inputs, ``h0`` and for the LSTM ``c0``,
             shaped as the outputs ``h_n``/``c_n`` (and :meth:`forward`'s
-            ``h0``): feed a call's ``h_n`` to the next to run a stream in
-            pieces. Without them the states start at zero.
+            ``h0``), in the graph's dtype: feed a call's ``h_n`` to the next
+            to run a stream in pieces. Without them the states start at zero.
         dtype : {None, "float32", "float64"}, default None
             The graph's floats; None means the model's dtype. onnxruntime has
             no float64 RNN/LSTM/GRU kernels, so a float64 model needs an
