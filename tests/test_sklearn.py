@@ -250,6 +250,13 @@ def test_pickle_and_clone(cell, bidirectional):
     assert back.predict(X).tobytes() == reg.predict(X).tobytes()
     assert type(back.model_) is type(reg.model_) and back.model_.bidirectional == bidirectional
     assert back.optimizer_.state_dict()["step_count"] == reg.optimizer_.step_count
+    # Training goes on in the copy: its optimizer holds the copy's own parameters.
+    assert back.optimizer_.params is back.model_.params
+    before = reg.predict(X)
+    back.partial_fit(X, y)
+    assert back.optimizer_.step_count > reg.optimizer_.step_count
+    assert not np.array_equal(back.predict(X), before)
+    assert reg.predict(X).tobytes() == before.tobytes()
     fresh = clone(reg)
     assert fresh.get_params() == reg.get_params()
     with pytest.raises(NotFittedError):
