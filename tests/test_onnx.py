@@ -48,13 +48,15 @@ def data(model, *, tokens, lengths, seed=0):
     return x, lens
 
 
-def initial_states(model, seed=0):
-    """Random initial states in forward's shapes: h0, or the LSTM's (h0, c0)."""
+def initial_states(model, seed=0, *, zero=False):
+    """Random (or zero) initial states in forward's shapes: h0, or the LSTM's (h0, c0)."""
     rng = np.random.default_rng([seed, 7])
     n = model.num_layers * (2 if model.bidirectional else 1)
     shape = (n, B, H) if n > 1 else (B, H)
-    h0 = rng.standard_normal(shape).astype(model.dtype)
-    return (h0, rng.standard_normal(shape).astype(model.dtype)) if model._has_c else h0
+    states = [np.zeros(shape, model.dtype) if zero else
+              rng.standard_normal(shape).astype(model.dtype)
+              for _ in range(2 if model._has_c else 1)]
+    return tuple(states) if model._has_c else states[0]
 
 
 def run(path, x, lens, h0=None):
@@ -106,11 +108,9 @@ def test_matches_forward(tmp_path, cell, num_layers, bidirectional, lengths, tok
 def test_initial_states_match_forward(tmp_path, cell, num_layers, bidirectional, lengths):
     model = make(cell, num_layers=num_layers, bidirectional=bidirectional)
     difference(model, tmp_path / "m.onnx", lengths=lengths, states=True)
-    # The states are inputs that matter: zeros give forward's zero-state outputs.
+    # Zero states fed in give what the graph without state inputs gives.
     x, lens = data(model, tokens=False, lengths=lengths)
-    zero = initial_states(model)
-    zero = tuple(np.zeros_like(z) for z in zero) if isinstance(zero, tuple) else \
-        np.zeros_like(zero)
+    zero = initial_states(model, zero=True)
     got, want = run(tmp_path / "m.onnx", x, lens, zero), expected(model, x, lens)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, **TOL)
@@ -123,9 +123,7 @@ def test_a_stream_in_pieces_is_the_whole_stream(tmp_path, cell):
     model.to_onnx(tmp_path / "m.onnx", states=True)
     x, _ = data(model, tokens=False, lengths=False)
     want = expected(model, x, None)
-    state = initial_states(model)
-    state = tuple(np.zeros_like(z) for z in state) if isinstance(state, tuple) else \
-        np.zeros_like(state)
+    state = initial_states(model, zero=True)
     ys = []
     for t0, t1 in ((0, 1), (1, 5), (5, T)):
         out = run(tmp_path / "m.onnx", x[t0:t1], None, state)
@@ -210,10 +208,13 @@ def test_float64_model_needs_a_dtype(tmp_path):
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_float64_model_as_float32(tmp_path, cell):
     model = make(cell, num_layers=2, bidirectional=True, dtype="float64")
-    model.to_onnx(tmp_path / "m.onnx", lengths=True, dtype="float32")
+    model.to_onnx(tmp_path / "m.onnx", lengths=True, states=True, dtype="float32")
     x, lens = data(model, tokens=False, lengths=True)
-    got = run(tmp_path / "m.onnx", x.astype(np.float32), lens)
-    for g, w in zip(got, expected(model, x, lens)):
+    h0 = initial_states(model)
+    h0_32 = tuple(h.astype(np.float32) for h in h0) if isinstance(h0, tuple) else \
+        h0.astype(np.float32)
+    got = run(tmp_path / "m.onnx", x.astype(np.float32), lens, h0_32)
+    for g, w in zip(got, expected(model, x, lens, h0)):
         assert g.dtype == np.float32
         np.testing.assert_allclose(g, w, **TOL)
 

@@ -313,7 +313,7 @@ def export(net, path, *, tokens=False, lengths=False, states=False, dtype=None):
         Add the int64 input ``lengths`` (B,).
     states : bool, default False
         Add the inputs ``h0`` (and ``c0`` for an LSTM): the initial states,
-        shaped as the outputs ``h_n`` (``c_n``).
+        shaped as the outputs ``h_n`` (``c_n``), in the graph's dtype.
     dtype : {None, "float32", "float64"}, default None
         The graph's float type; None is the model's (refused for float64
         models, which onnxruntime cannot run: say which one you want).
