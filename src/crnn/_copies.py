@@ -14,16 +14,13 @@ its own) gets copies instead, as numpy arrays always pickle.
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 
 class Copies:
     """The pickling and copying of crnn's networks (a mixin of ``model._Network``)."""
 
     # What the model class provides.
-    params: Any
-    _views: dict[str, Any]
     _build: Callable[[], None]
+    _sync: Callable[[], Any]
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -34,16 +31,14 @@ class Copies:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._build()
-        # In place, for the optimizers that hold this dict. An entry the user replaced
-        # is taken in as _sync would; one it would refuse stays, for the next call to
-        # refuse.
-        for name, view in self._views.items():
-            value = self.params.get(name) if isinstance(self.params, dict) else None
-            if (isinstance(value, np.ndarray) and value.dtype.kind == "f"
-                    and value.shape == view.shape):
-                with np.errstate(over="ignore"):
-                    view[...] = value
-                self.params[name] = view
+        # The pickled arrays are entries of params that are not the model's views: _sync
+        # copies them in and puts the views in their place, in the same dict (which the
+        # optimizers built on it hold). Entries it refuses stay, for the next call to
+        # refuse with the same message.
+        try:
+            self._sync()
+        except ValueError:
+            pass
 
     def __copy__(self):
         """A shallow copy shares everything, the parameters included."""

@@ -153,10 +153,10 @@ def _recurrent_layers(g, net, params, x, seq_lens, dtype, h0=None, c0=None):
                   g.const(f"B_l{layer}", B)]
         # Optional inputs are positional; "" stands for one left out.
         inputs.append(seq_lens or "")
-        if h0 is not None:
-            inputs.append(_layer_states(g, h0, layer, dirs))
-            if c0 is not None:
-                inputs.append(_layer_states(g, c0, layer, dirs))
+        for states in (h0, c0):
+            if states is not None:
+                inputs.append(states if net.num_layers == 1 else
+                              _layer_states(g, states, layer, dirs))
         while inputs[-1] == "":
             inputs.pop()
         outs = g.op(_OPS[cell], inputs, outputs=3 if cell == "lstm" else 2, **attrs)
@@ -233,15 +233,14 @@ def build(net, *, tokens, lengths, dtype, states=False):
         # int64 outside (numpy's default integer), int32 for the operators.
         seq_lens = g.op("Cast", ["lengths"], to=TensorProto.INT32)
     state_shape = [n_states, "B", H] if n_states > 1 else ["B", H]
-    h0 = c0 = None
+    initial: list[str | None] = [None, None]   # h0, c0 as the operators take them
     if states:
-        names = ["h0", "c0"] if net._has_c else ["h0"]
-        inputs += [helper.make_tensor_value_info(n, elem, state_shape) for n in names]
-        # (B, H) in crnn's shape when L·dirs = 1; the operators take (dirs, B, H).
-        full = [n if n_states > 1 else
-                g.op("Unsqueeze", [n, g.const("axis0", np.array([0], dtype=np.int64))])
-                for n in names]
-        h0, c0 = full[0], (full[1] if len(full) > 1 else None)
+        for i, name in enumerate(["h0", "c0"] if net._has_c else ["h0"]):
+            inputs.append(helper.make_tensor_value_info(name, elem, state_shape))
+            # crnn's states are (B, H) when L·dirs = 1: the operators take (1, B, H)
+            initial[i] = name if n_states > 1 else g.op(
+                "Unsqueeze", [name, g.const("axis0", np.array([0], dtype=np.int64))])
+    h0, c0 = initial
 
     top, hs, cs = _recurrent_layers(g, net, params, x, seq_lens, dtype, h0, c0)
 
